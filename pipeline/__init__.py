@@ -1,0 +1,28 @@
+"""segpipe: segment images too big for one machine, on a Dask cluster.
+
+The import package is ``pipeline``; the distribution and the command are ``segpipe``.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import (
+    InputValueError,
+    NondeterministicInputError,
+    PipelineError,
+    UnsupportedInputError,
+)
+from .stitch import label
+
+try:
+    __version__ = version("segpipe")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "InputValueError",
+    "NondeterministicInputError",
+    "PipelineError",
+    "UnsupportedInputError",
+    "__version__",
+    "label",
+]

@@ -1,0 +1,57 @@
+"""Shared test helpers: the partition check, the real images, a real cluster."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default",
+    deadline=None,
+    max_examples=int(os.environ.get("SEGPIPE_HYPOTHESIS_EXAMPLES", "150")),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("default")
+
+DATA = Path(__file__).parent / "data"
+
+
+def assert_same_partition(labels: np.ndarray, reference: np.ndarray) -> None:
+    """Assert both label images split the pixels into the same objects.
+
+    Background must match exactly; every reference label must meet exactly one
+    of ours and every one of ours exactly one reference label. Our labels must
+    also be consecutive from 1.
+    """
+    assert labels.shape == reference.shape
+    ours, theirs = labels.ravel(), reference.ravel()
+    np.testing.assert_array_equal(ours == 0, theirs == 0, err_msg="background differs")
+    fg = ours != 0
+    pairs = np.unique(np.stack([ours[fg].astype(np.int64), theirs[fg].astype(np.int64)]), axis=1)
+    assert np.unique(pairs[0]).size == pairs.shape[1], "one of our labels spans several objects"
+    assert np.unique(pairs[1]).size == pairs.shape[1], "one object was split into several labels"
+    present = np.unique(ours[fg])
+    np.testing.assert_array_equal(present, np.arange(1, present.size + 1))
+
+
+@pytest.fixture(scope="session")
+def cluster_client() -> Iterator[object]:
+    """A real distributed cluster: a scheduler and 2 worker processes on 127.0.0.1."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
