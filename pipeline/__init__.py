@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .errors import (
     InputValueError,
     NondeterministicInputError,
+    OutputExistsError,
     PipelineError,
     UnsupportedInputError,
 )
@@ -21,6 +22,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = [
     "InputValueError",
     "NondeterministicInputError",
+    "OutputExistsError",
     "PipelineError",
     "UnsupportedInputError",
     "__version__",

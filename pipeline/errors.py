@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "InputValueError",
     "NondeterministicInputError",
+    "OutputExistsError",
     "PipelineError",
     "UnsupportedInputError",
 ]
@@ -29,3 +30,7 @@ class UnsupportedInputError(PipelineError, TypeError):
 
 class NondeterministicInputError(PipelineError, RuntimeError):
     """A chunk gave a different result when it was computed a second time."""
+
+
+class OutputExistsError(PipelineError, FileExistsError):
+    """An output already exists and replacing it was not asked for."""

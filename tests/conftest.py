@@ -40,18 +40,24 @@ def assert_same_partition(labels: np.ndarray, reference: np.ndarray) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster_client() -> Iterator[object]:
+def local_cluster() -> Iterator[object]:
     """A real distributed cluster: a scheduler and 2 worker processes on 127.0.0.1."""
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_client(local_cluster: object) -> Iterator[object]:
+    """A client of the shared cluster, the default scheduler for one test only."""
+    from distributed import Client
+
+    with Client(local_cluster) as client:
         yield client

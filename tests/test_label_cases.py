@@ -29,16 +29,15 @@ def _spiral(size: int) -> np.ndarray:
     """
     mask = np.zeros((size, size), dtype=bool)
     steps = [(0, 1), (1, 0), (0, -1), (-1, 0)]
-    row, col, turn = 0, 0, 0
+    row, col = 0, 0
     lengths = [size - 1, size - 1, size - 1]
     lengths += [n for n in range(size - 3, 0, -2) for _ in (0, 1)]
     mask[row, col] = True
-    for length in lengths:
+    for turn, length in enumerate(lengths):
         dr, dc = steps[turn % 4]
         for _ in range(length):
             row, col = row + dr, col + dc
             mask[row, col] = True
-        turn += 1
     return mask
 
 
@@ -117,14 +116,31 @@ def test_labels_do_not_depend_on_the_run() -> None:
     np.testing.assert_array_equal(first, second)
 
 
-def test_graph_has_one_task_per_chunk() -> None:
+@pytest.mark.parametrize("keep", [True, False])
+def test_graph_has_one_task_per_chunk(keep: bool) -> None:
     mask = da.from_array(np.random.default_rng(0).random((64, 64)) < 0.5, chunks=8)
-    labels, _ = pipeline.label(mask)
+    labels, _ = pipeline.label(mask, keep_labels=keep)
     graph = dict(labels.__dask_graph__())
     label_tasks = [key for key in graph if isinstance(key, tuple) and key[0] == labels.name]
     assert len(label_tasks) == mask.npartitions
-    # the mask's own tasks, the plan and the label tasks: nothing per neighbour
+    # the kept first pass or the mask, the plan and the label tasks: nothing per neighbour
     assert len(graph) <= 2 * mask.npartitions + 2
+    # kept labels are mapped without computing the mask again; otherwise it is recomputed
+    assert any(isinstance(key, tuple) and key[0] == mask.name for key in graph) != keep
+
+
+def test_small_masks_keep_their_labels_by_default() -> None:
+    mask = da.from_array(np.random.default_rng(0).random((64, 64)) < 0.5, chunks=8)
+    labels, _ = pipeline.label(mask)
+    graph = dict(labels.__dask_graph__())
+    assert not any(isinstance(key, tuple) and key[0] == mask.name for key in graph)
+
+
+def test_available_memory_is_the_clusters(cluster_client: object) -> None:
+    from pipeline.stitch._label import _available_memory
+
+    workers = cluster_client.scheduler_info()["workers"].values()  # type: ignore[attr-defined]
+    assert _available_memory() == sum(w["memory_limit"] for w in workers)
 
 
 def test_dtype_widens_from_the_counts_instead_of_overflowing() -> None:
@@ -144,6 +160,6 @@ def test_a_mask_that_changes_between_passes_is_refused() -> None:
         return np.random.default_rng().random(block.shape) < 0.5
 
     mask = da.zeros((40, 40), chunks=20).map_blocks(noisy, dtype=bool)
-    labels, _ = pipeline.label(mask)
+    labels, _ = pipeline.label(mask, keep_labels=False)
     with pytest.raises(pipeline.NondeterministicInputError, match=r"persist\(\)"):
         labels.compute(scheduler="sync")

@@ -90,6 +90,13 @@ def test_errors_are_pipeline_errors_and_builtins() -> None:
         pipeline.label(np.zeros((0, 3)))
 
 
+def test_unknown_chunk_sizes_are_refused() -> None:
+    values = da.from_array(np.arange(16), chunks=4)
+    mask = values[values > 3][:, None]  # boolean indexing leaves chunk sizes unknown
+    with pytest.raises(pipeline.InputValueError, match=r"compute_chunk_sizes\(\)"):
+        pipeline.label(mask)
+
+
 def test_nan_in_a_lazy_mask_names_the_chunk() -> None:
     values = np.zeros((8, 8), dtype=np.float32)
     values[6, 1] = np.nan

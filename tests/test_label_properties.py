@@ -22,7 +22,7 @@ def chunked_masks(draw: st.DrawFn, values: int = 1) -> tuple[np.ndarray, tuple]:
     for size in shape:
         cuts = draw(st.lists(st.integers(1, size - 1), max_size=4, unique=True)) if size > 1 else []
         edges = [0, *sorted(cuts), size]
-        chunks.append(tuple(b - a for a, b in zip(edges[:-1], edges[1:], strict=True)))
+        chunks.append(tuple(int(step) for step in np.diff(edges)))
     density = draw(st.floats(0.0, 1.0))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -41,14 +41,18 @@ def _by_value_reference(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
     return reference
 
 
-@given(case=chunked_masks(), rank=st.integers(1, 3))
-def test_label_equals_whole_array_scipy(case: tuple[np.ndarray, tuple], rank: int) -> None:
+@given(case=chunked_masks(), rank=st.integers(1, 3), keep=st.booleans())
+def test_label_equals_whole_array_scipy(
+    case: tuple[np.ndarray, tuple], rank: int, keep: bool
+) -> None:
     mask, chunks = case
     rank = min(rank, mask.ndim)
     structure = ndimage.generate_binary_structure(mask.ndim, rank)
     reference, count = ndimage.label(mask, structure)
 
-    labels, num = pipeline.label(da.from_array(mask, chunks=chunks), connectivity=rank)
+    labels, num = pipeline.label(
+        da.from_array(mask, chunks=chunks), connectivity=rank, keep_labels=keep
+    )
     result = labels.compute(scheduler="sync")
 
     assert num == count
@@ -57,14 +61,16 @@ def test_label_equals_whole_array_scipy(case: tuple[np.ndarray, tuple], rank: in
     assert_same_partition(result, reference)
 
 
-@given(case=chunked_masks(values=3), rank=st.integers(1, 3))
-def test_by_value_equals_per_class_scipy(case: tuple[np.ndarray, tuple], rank: int) -> None:
+@given(case=chunked_masks(values=3), rank=st.integers(1, 3), keep=st.booleans())
+def test_by_value_equals_per_class_scipy(
+    case: tuple[np.ndarray, tuple], rank: int, keep: bool
+) -> None:
     mask, chunks = case
     rank = min(rank, mask.ndim)
     reference = _by_value_reference(mask, ndimage.generate_binary_structure(mask.ndim, rank))
 
     labels, num = pipeline.label(
-        da.from_array(mask, chunks=chunks), connectivity=rank, by_value=True
+        da.from_array(mask, chunks=chunks), connectivity=rank, by_value=True, keep_labels=keep
     )
 
     assert num == len(np.unique(reference)) - (reference == 0).any()
@@ -79,14 +85,18 @@ def structures(draw: st.DrawFn, ndim: int) -> np.ndarray:
     return flat.reshape((3,) * ndim)
 
 
-@given(case=chunked_masks(), data=st.data())
-def test_any_structure_equals_scipy(case: tuple[np.ndarray, tuple], data: st.DataObject) -> None:
+@given(case=chunked_masks(), data=st.data(), keep=st.booleans())
+def test_any_structure_equals_scipy(
+    case: tuple[np.ndarray, tuple], data: st.DataObject, keep: bool
+) -> None:
     mask, chunks = case
     structure = data.draw(structures(mask.ndim))
     reference, count = ndimage.label(mask, structure)
 
     with dask.config.set(scheduler="threads"):
-        labels, num = pipeline.label(da.from_array(mask, chunks=chunks), structure)
+        labels, num = pipeline.label(
+            da.from_array(mask, chunks=chunks), structure, keep_labels=keep
+        )
         result = labels.compute()
 
     assert num == count

@@ -68,8 +68,9 @@ def test_brain_mask(brain: np.ndarray, chunks: object, connectivity: int) -> Non
 
 
 @pytest.mark.cluster
+@pytest.mark.parametrize("keep", [True, False])
 def test_zarr_to_zarr_on_a_two_process_cluster(
-    cluster_client: object, nuclei: np.ndarray, tmp_path: Path
+    cluster_client: object, nuclei: np.ndarray, tmp_path: Path, keep: bool
 ) -> None:
     source = zarr.create_array(
         tmp_path / "mask.zarr", shape=nuclei.shape, chunks=(15, 64, 64), dtype=bool
@@ -77,7 +78,7 @@ def test_zarr_to_zarr_on_a_two_process_cluster(
     source[...] = nuclei
     mask = da.from_zarr(str(tmp_path / "mask.zarr"))
 
-    labels, num = pipeline.label(mask, connectivity=3)
+    labels, num = pipeline.label(mask, connectivity=3, keep_labels=keep)
     target = zarr.create_array(
         tmp_path / "labels.zarr",
         shape=labels.shape,

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
+import psutil
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from ..errors import InputValueError, UnsupportedInputError
-from ._local import relabel_chunk, summarise_chunk
+from ._local import final_ids, relabel_chunk, summarise_chunk
 from ._merge import RemapPlan, plan_remap
 from ._neighbourhood import Neighbourhood, resolve_neighbourhood
 from ._seams import chunk_equivalences, seam_directions
@@ -24,6 +26,7 @@ def label(
     *,
     connectivity: int | None = None,
     by_value: bool = False,
+    keep_labels: bool | None = None,
 ) -> tuple[da.Array, int]:
     """Label the connected components of a 2D or 3D mask, chunk by chunk.
 
@@ -44,6 +47,13 @@ def label(
         (the default), ``mask.ndim`` also edges and corners.
     by_value
         Join neighbours only when they hold the same value (class maps).
+    keep_labels
+        Keep every chunk's first-pass labels in memory (on the workers, on a
+        cluster) for the second pass, so each chunk is labelled once. ``False``
+        recomputes the mask and labels each chunk again in the second pass, so
+        memory stays bounded by a few chunks per worker whatever the image
+        size. ``None`` (the default) keeps them when they take at most a
+        quarter of the memory available to the workers.
 
     Returns
     -------
@@ -64,14 +74,15 @@ def label(
     Notes
     -----
     Two passes, each one task per chunk. The first labels every chunk with
-    cc3d and keeps only its object count and faces; equivalences are found
+    cc3d and collects its object count and faces; equivalences are found
     where chunks touch (faces, and edges and corners when the connectivity
     allows it) and merged on the client by union-find over that small seam
     graph. This pass runs when ``label`` is called, on the current dask
-    scheduler. The returned array is the second pass: each chunk is computed
-    and labelled again and its ids mapped to the final ones, so no labels are
-    held between passes. The mask must therefore compute to the same values
-    each time; persist an expensive or random mask first.
+    scheduler. The returned array is the second pass: each chunk's local ids
+    are mapped to the final ones through a small lookup table. When the
+    first-pass labels are not kept, the mask is computed and labelled again,
+    so it must compute to the same values each time (persist an expensive or
+    random mask first; a mask that changed is detected and refused).
 
     Examples
     --------
@@ -87,21 +98,65 @@ def label(
     """
     array = _as_mask(mask)
     nbh = resolve_neighbourhood(array.ndim, structure, connectivity)
-    if not isinstance(by_value, bool):
-        raise InputValueError(f"by_value must be True or False; got {by_value!r}")
-    plan = _first_pass(array, nbh, by_value)
-    labels = da.map_blocks(
-        _relabel_block,
+    for name, flag in (("by_value", by_value), ("keep_labels", keep_labels)):
+        if not (isinstance(flag, bool) or (name == "keep_labels" and flag is None)):
+            raise InputValueError(f"{name} must be True or False; got {flag!r}")
+    if keep_labels is None:
+        keep_labels = 4 * array.size <= _available_memory() // 4
+
+    first = da.map_blocks(
+        _first_block,
         array,
-        dask.delayed(plan, pure=True),
         nbh,
         by_value,
+        keep_labels,
         block_id=True,
-        dtype=plan.dtype,
-        meta=np.empty((0,) * array.ndim, dtype=plan.dtype),
-        token="segpipe-label",
+        chunks=(1,) * array.ndim,
+        dtype=object,
+        meta=np.empty((0,) * array.ndim, dtype=object),
+        token="segpipe-first-pass",
     )
+    if keep_labels:
+        first = first.persist()
+    plan = _merge_seams(first, nbh)
+    meta = np.empty((0,) * array.ndim, dtype=plan.dtype)
+    plan_task = dask.delayed(plan, pure=True)
+    if keep_labels:
+        labels = da.map_blocks(
+            _map_kept,
+            first,
+            plan_task,
+            block_id=True,
+            chunks=array.chunks,
+            dtype=plan.dtype,
+            meta=meta,
+            token="segpipe-label",
+        )
+    else:
+        labels = da.map_blocks(
+            _relabel_block,
+            array,
+            plan_task,
+            nbh,
+            by_value,
+            block_id=True,
+            dtype=plan.dtype,
+            meta=meta,
+            token="segpipe-label",
+        )
     return labels, plan.num
+
+
+def _available_memory() -> int:
+    """Memory of the workers that will run the graph: the cluster's, or this machine's."""
+    scheduler = dask.base.get_scheduler()
+    client = getattr(scheduler, "__self__", None)
+    if client is not None and hasattr(client, "scheduler_info"):
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        limits = [w.get("memory_limit") or 0 for w in workers]
+        if limits and all(limits):
+            return int(sum(limits))
+    return int(psutil.virtual_memory().available)
 
 
 def _as_mask(mask: Any) -> da.Array:
@@ -130,6 +185,11 @@ def _as_mask(mask: Any) -> da.Array:
             "mask contains NaN; a mask must be finite: replace NaN first, "
             "e.g. np.nan_to_num(mask) or mask > threshold"
         )
+    if any(math.isnan(size) for sizes in array.chunks for size in sizes):
+        raise InputValueError(
+            f"mask has unknown chunk sizes {array.chunks}; "
+            "call mask.compute_chunk_sizes() before labelling"
+        )
     if any(0 in sizes for sizes in array.chunks):
         array = array.rechunk(tuple(tuple(s for s in sizes if s) for sizes in array.chunks))
     largest = int(np.prod([max(sizes) for sizes in array.chunks]))
@@ -141,43 +201,77 @@ def _as_mask(mask: Any) -> da.Array:
     return array
 
 
-def _first_pass(array: da.Array, nbh: Neighbourhood, by_value: bool) -> RemapPlan:
-    """Label every chunk once, keep counts and faces, pair labels across seams.
+def _merge_seams(first: da.Array, nbh: Neighbourhood) -> RemapPlan:
+    """Pair labels across seams, one task per chunk, and merge them on the client.
 
-    One summary task and one seam task per chunk; only the counts and the seam
-    pairs come back to the client, the faces stay on the workers.
+    Only the counts and the seam pairs come back to the client; the faces stay
+    on the workers.
     """
-    token = tokenize(array, nbh, by_value)
-    summary, seams, gather = (
-        f"segpipe-summary-{token}",
-        f"segpipe-seams-{token}",
-        f"segpipe-counts-{token}",
+    (summaries,) = dask.optimize(
+        da.map_blocks(
+            _summary_of, first, dtype=object, meta=np.empty((0,) * first.ndim, dtype=object)
+        )
     )
-    grid = array.numblocks
+    token = tokenize(summaries)
+    seams, gather = f"segpipe-seams-{token}", f"segpipe-counts-{token}"
+    grid = first.numblocks
     crossings = dict(seam_directions(nbh))
     layer: dict = {}
     for index in np.ndindex(*grid):
-        layer[(summary, *index)] = (summarise_chunk, (array.name, *index), nbh, by_value, index)
-    for index in np.ndindex(*grid):
         steps = [d for d in crossings if _within(_step(index, d), grid)]
-        neighbours = [(summary, *_step(index, d)) for d in steps]
+        neighbours = [(summaries.name, *_step(index, d)) for d in steps]
         layer[(seams, *index)] = (
-            chunk_equivalences,
-            (summary, *index),
+            _equivalences_task,
+            (summaries.name, *index),
             neighbours,
             steps,
             crossings,
         )
     layer[gather] = (list, [(seams, *index) for index in np.ndindex(*grid)])
-    graph = HighLevelGraph.from_collections(gather, layer, dependencies=[array])
+    graph = HighLevelGraph.from_collections(
+        gather,
+        layer,
+        dependencies=[summaries],
+    )
     results = Delayed(gather, graph).compute()
 
     counts = np.zeros(grid, dtype=np.int64)
-    pairs = []
+    pairs: list[tuple[tuple[int, ...], tuple[int, ...], np.ndarray]] = []
     for index, (count, found) in zip(np.ndindex(*grid), results, strict=True):
         counts[index] = count
         pairs.extend((index, _step(index, d), touching) for d, touching in found)
     return plan_remap(counts, pairs)
+
+
+def _first_block(
+    block: np.ndarray,
+    nbh: Neighbourhood,
+    by_value: bool,
+    keep: bool,
+    block_id: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """A chunk's first pass as a one-element object array: (labels or None, summary)."""
+    labels, summary = summarise_chunk(block, nbh, by_value, tuple(block_id or ()))
+    out = np.empty((1,) * block.ndim, dtype=object)
+    out.flat[0] = (labels if keep else None, summary)
+    return out
+
+
+def _summary_of(first: np.ndarray) -> np.ndarray:
+    out = np.empty(first.shape, dtype=object)
+    out.flat[0] = first.flat[0][1]
+    return out
+
+
+def _equivalences_task(
+    summary: np.ndarray,
+    neighbours: list[np.ndarray],
+    steps: list[tuple[int, ...]],
+    crossings: dict[tuple[int, ...], tuple[tuple[int, ...], ...]],
+) -> tuple[int, list[tuple[tuple[int, ...], np.ndarray]]]:
+    return chunk_equivalences(
+        summary.flat[0], [other.flat[0] for other in neighbours], steps, crossings
+    )
 
 
 def _step(index: tuple[int, ...], d: tuple[int, ...]) -> tuple[int, ...]:
@@ -196,13 +290,12 @@ def _relabel_block(
     block_id: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     index = tuple(block_id or ())
-    return relabel_chunk(
-        block,
-        nbh,
-        by_value,
-        count=int(plan.counts[index]),
-        base=int(plan.base[index]),
-        away=plan.away.get(index),
-        dtype=plan.dtype,
-        index=index,
-    )
+    return relabel_chunk(block, nbh, by_value, plan.chunk(index), index)
+
+
+def _map_kept(
+    first: np.ndarray, plan: RemapPlan, block_id: tuple[int, ...] | None = None
+) -> np.ndarray:
+    labels = first.flat[0][0]
+    # Not in place: the kept labels may be read again if the result is recomputed.
+    return final_ids(labels, plan.chunk(tuple(block_id or ())), in_place=False)

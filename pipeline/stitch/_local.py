@@ -63,19 +63,20 @@ def label_chunk(block: np.ndarray, nbh: Neighbourhood, by_value: bool) -> tuple[
 
 def summarise_chunk(
     block: np.ndarray, nbh: Neighbourhood, by_value: bool, index: tuple[int, ...]
-) -> ChunkSummary:
-    """First pass over one chunk: label it and keep only its count and faces."""
+) -> tuple[np.ndarray, ChunkSummary]:
+    """First pass over one chunk: its local labels, and its count and faces."""
     if block.dtype.kind == "f" and np.isnan(block).any():
         raise InputValueError(
             f"mask chunk {index} contains NaN; a mask must be finite: "
             "replace NaN first, e.g. da.nan_to_num(mask) or mask > threshold"
         )
     labels, count = label_chunk(block, nbh, by_value)
-    return ChunkSummary(
+    summary = ChunkSummary(
         count=count,
         labels=_faces(labels),
         values=_faces(block) if by_value else None,
     )
+    return labels, summary
 
 
 def _faces(array: np.ndarray) -> dict[Face, np.ndarray]:
@@ -89,35 +90,48 @@ def _faces(array: np.ndarray) -> dict[Face, np.ndarray]:
     return faces
 
 
-def relabel_chunk(
-    block: np.ndarray,
-    nbh: Neighbourhood,
-    by_value: bool,
-    count: int,
-    base: int,
-    away: tuple[np.ndarray, np.ndarray] | None,
-    dtype: np.dtype,
-    index: tuple[int, ...],
-) -> np.ndarray:
-    """Second pass over one chunk: label it again and give every object its final id.
+@dataclass(frozen=True)
+class ChunkIds:
+    """How one chunk's local ids become final ids.
 
-    Local id ``l`` becomes ``base + l - (number of merged ids below l)``; a local
-    id merged into an object of another chunk takes that object's id.
+    Local id ``l`` becomes ``base + l - (number of merged-away ids below l)``; a
+    merged-away local id (``away[0]``, sorted) takes the final id of the object
+    it joined in another chunk (``away[1]``).
     """
-    if count == 0:
-        return np.zeros(block.shape, dtype=dtype)
-    labels, again = label_chunk(block, nbh, by_value)
-    if again != count:
-        raise NondeterministicInputError(
-            f"mask chunk {index} held {count} objects in the first pass and {again} "
-            "in the second: the mask must compute to the same values every time; "
-            "persist() it (or write it to zarr) before labelling"
-        )
-    local = np.arange(count + 1, dtype=np.int64)
-    lut = base + local
-    if away is not None:
-        away_local, away_final = away
+
+    count: int
+    base: int
+    away: tuple[np.ndarray, np.ndarray] | None
+    dtype: np.dtype
+
+
+def final_ids(labels: np.ndarray, ids: ChunkIds, *, in_place: bool) -> np.ndarray:
+    """Map a chunk's local labels to final ids (in place when allowed and the dtypes agree)."""
+    local = np.arange(ids.count + 1, dtype=np.int64)
+    lut = ids.base + local
+    if ids.away is not None:
+        away_local, away_final = ids.away
         lut -= np.searchsorted(away_local, local, side="left")
         lut[away_local] = away_final
     lut[0] = 0
-    return lut.astype(dtype, copy=False)[labels]
+    table = lut.astype(ids.dtype, copy=False)
+    if in_place and labels.dtype == ids.dtype:
+        # mode="wrap" is not buffered: each element is read before it is written.
+        return np.take(table, labels, out=labels, mode="wrap")
+    return table[labels]
+
+
+def relabel_chunk(
+    block: np.ndarray, nbh: Neighbourhood, by_value: bool, ids: ChunkIds, index: tuple[int, ...]
+) -> np.ndarray:
+    """Second pass over a chunk whose labels were not kept: label it again, then map."""
+    if ids.count == 0:
+        return np.zeros(block.shape, dtype=ids.dtype)
+    labels, again = label_chunk(block, nbh, by_value)
+    if again != ids.count:
+        raise NondeterministicInputError(
+            f"mask chunk {index} held {ids.count} objects in the first pass and {again} "
+            "in the second: the mask must compute to the same values every time; "
+            "persist() it (or write it to zarr) before labelling"
+        )
+    return final_ids(labels, ids, in_place=True)

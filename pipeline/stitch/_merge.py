@@ -16,6 +16,8 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
+from ._local import ChunkIds
+
 Index = tuple[int, ...]
 
 
@@ -46,6 +48,15 @@ class RemapPlan:
     def dtype(self) -> np.dtype:
         """uint32 when every id fits, else uint64: chosen from the counts."""
         return np.dtype(np.uint32 if self.num <= np.iinfo(np.uint32).max else np.uint64)
+
+    def chunk(self, index: Index) -> ChunkIds:
+        """The id mapping of the chunk at grid position ``index``."""
+        return ChunkIds(
+            count=int(self.counts[index]),
+            base=int(self.base[index]),
+            away=self.away.get(index),
+            dtype=self.dtype,
+        )
 
 
 def plan_remap(counts: np.ndarray, seams: list[tuple[Index, Index, np.ndarray]]) -> RemapPlan:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import ndimage
@@ -15,7 +15,11 @@ from scipy import ndimage
 from ..errors import InputValueError
 
 # cc3d names its neighbourhoods by neighbour count; scipy/skimage by connectivity rank.
-_CC3D_CONNECTIVITY = {2: {1: 4, 2: 8}, 3: {1: 6, 2: 18, 3: 26}}
+Cc3dConnectivity = Literal[4, 8, 6, 18, 26]
+_CC3D_CONNECTIVITY: dict[int, dict[int, Cc3dConnectivity]] = {
+    2: {1: 4, 2: 8},
+    3: {1: 6, 2: 18, 3: 26},
+}
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class Neighbourhood:
 
     ndim: int
     offsets: tuple[tuple[int, ...], ...]
-    cc3d_connectivity: int | None
+    cc3d_connectivity: Cc3dConnectivity | None
 
     @property
     def structure(self) -> np.ndarray:
@@ -108,7 +112,7 @@ def _from_structure(element: np.ndarray) -> Neighbourhood:
         for offset in itertools.product((-1, 0, 1), repeat=ndim)
         if any(offset) and element[tuple(o + 1 for o in offset)]
     )
-    cc3d_connectivity = None
+    cc3d_connectivity: Cc3dConnectivity | None = None
     for rank, neighbours in _CC3D_CONNECTIVITY.get(ndim, {}).items():
         if np.array_equal(element, ndimage.generate_binary_structure(ndim, rank)):
             cc3d_connectivity = neighbours
