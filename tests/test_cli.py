@@ -1,0 +1,65 @@
+"""The segpipe command, driven as a user would: in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+
+import pipeline
+from pipeline.cluster import connect
+from pipeline.data import sample_path
+from tests.conftest import assert_same_partition
+
+
+def _segpipe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.cluster
+def test_demo_runs_on_the_embedded_cluster_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    first = _segpipe("demo", "--output", "out", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "2 worker processes" in first.stdout
+    assert first.stdout.count("identical to whole-image scipy.ndimage.label: yes") == 2
+
+    # The written labels are right, checked here independently of the demo's own check.
+    nuclei = tifffile.imread(sample_path("nuclei.tif"))
+    mask = nuclei > threshold_otsu(nuclei)
+    reference, _ = ndimage.label(mask, np.ones((3, 3, 3)))
+    written = zarr.open_array(tmp_path / "out" / "nuclei_3d_labels.zarr")
+    assert_same_partition(np.asarray(written[...]), reference)
+
+    again = _segpipe("demo", "--output", "out", cwd=tmp_path)
+    assert again.returncode == 1
+    assert "out/landsat_water_labels.zarr already exists" in again.stderr
+    assert "--overwrite" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    result = _segpipe("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "demo" in result.stdout
+
+
+def test_connect_refuses_a_malformed_address_and_misplaced_worker_count() -> None:
+    with pytest.raises(pipeline.InputValueError, match=r"expected e\.g\. tcp://host:8786"):
+        connect("not an address")
+    with pytest.raises(pipeline.InputValueError, match="embedded cluster only"):
+        connect("tcp://127.0.0.1:8786", n_workers=2)
+    with pytest.raises(pipeline.InputValueError, match="at least 1"):
+        connect(n_workers=0)
