@@ -25,8 +25,9 @@ def connect(address: str | None = None, *, n_workers: int | None = None) -> Clie
 
     Examples
     --------
-    >>> with connect(n_workers=1) as client:  # doctest: +SKIP
-    ...     print(client.dashboard_link)
+    >>> with connect(n_workers=1) as client:
+    ...     len(client.scheduler_info()["workers"])
+    1
     """
     if address is None:
         workers = n_workers if n_workers is not None else min(os.cpu_count() or 1, 8)
