@@ -12,6 +12,7 @@ __all__ = [
     "NondeterministicInputError",
     "OutputExistsError",
     "PipelineError",
+    "ReadError",
     "UnsupportedInputError",
 ]
 
@@ -30,6 +31,10 @@ class UnsupportedInputError(PipelineError, TypeError):
 
 class NondeterministicInputError(PipelineError, RuntimeError):
     """A chunk gave a different result when it was computed a second time."""
+
+
+class ReadError(PipelineError, OSError):
+    """A source does not exist, or cannot be read as the image it claims to be."""
 
 
 class OutputExistsError(PipelineError, FileExistsError):

@@ -49,7 +49,7 @@ def local_cluster() -> Iterator[object]:
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",
     ) as cluster:
         yield cluster
 

@@ -1,10 +1,10 @@
-"""Label maps written to zarr v3, complete or not at all."""
+"""zarr: label maps written to zarr v3 (complete or not at all), and zarr / OME-Zarr read."""
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,10 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from ..errors import OutputExistsError
+from ..errors import InputValueError, ReadError, UnsupportedInputError
+from ._common import DEFAULT_AXES, Chunks, band_indices, check_level, spatial_chunks
+from ._image import AXES, Image
+from ._staging import staged
 
 
 def write_labels_zarr(
@@ -21,28 +24,24 @@ def write_labels_zarr(
     *,
     attributes: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Compute ``labels`` into a zarr v3 array at ``path``, one zarr chunk per dask chunk.
 
     The array is written under a staging name next to ``path`` and moved into
     place only when every chunk is written, so a failed run leaves no partial
     output; an existing ``path`` is replaced only with ``overwrite=True``.
+    ``progress`` shows a progress bar on the terminal while a distributed
+    cluster writes.
 
     Raises
     ------
     OutputExistsError
         ``path`` exists and ``overwrite`` is False.
     """
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise OutputExistsError(
-            f"output {target} already exists; choose another path or pass overwrite=True "
-            "(--overwrite on the command line) to replace it"
-        )
     # Regular chunks (all but the last per axis equal) map one-to-one onto zarr chunks.
     labels = labels.rechunk(tuple(sizes[0] for sizes in labels.chunks))
-    staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
+    with staged(path, overwrite=overwrite) as staging:
         array = zarr.create_array(
             staging,
             shape=labels.shape,
@@ -53,11 +52,415 @@ def write_labels_zarr(
             # zarr's own all-fill-value check costs about 3x the write of a label chunk.
             config={"write_empty_chunks": True},
         )
-        da.store(labels, array, lock=False)  # type: ignore[arg-type]
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return target
+        _compute(da.store(labels, array, lock=False, compute=False), progress)  # type: ignore[arg-type]
+    return Path(path)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+# OME-Zarr axis units (NGFF uses UDUNITS-2 names) to the short names Image.units uses.
+_UNITS = {
+    "meter": "m",
+    "centimeter": "cm",
+    "millimeter": "mm",
+    "micrometer": "um",
+    "nanometer": "nm",
+}
+# Dimension names of plain arrays (segpipe's "axes", xarray's _ARRAY_DIMENSIONS, zarr v3
+# dimension_names) to segpipe axes.
+_DIMENSIONS = {"c": "c", "band": "c", "bands": "c", "channel": "c", "z": "z", "y": "y", "x": "x"}
+_DTYPE_KINDS = "biuf"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a zarr node holds: one array per pyramid level and how to read them."""
+
+    arrays: tuple[zarr.Array, ...]
+    axes: str
+    drop_t: bool = False  # a leading OME-Zarr time axis of size 1
+    spacings: tuple[tuple[float, ...] | None, ...] | None = None  # one per level
+    units: str | None = None
+    crs: str | None = None
+    transform: Any = None
+    nodata: float | None = None
+    affine: np.ndarray | None = None
+
+
+def read_zarr(
+    path: str,
+    *,
+    level: int | None,
+    bands: Sequence[int] | None,
+    chunks: Chunks,
+) -> Image:
+    """Read a zarr v2/v3 array or an OME-Zarr image lazily.
+
+    Parameters
+    ----------
+    path
+        A local path or an fsspec URL (``file://``, ``memory://``, ``s3://``, ...) of a
+        zarr array, or of an OME-Zarr multiscale image group (NGFF 0.4 on zarr v2,
+        NGFF 0.5 on zarr v3).
+    level
+        Pyramid level: an index into the OME-Zarr ``datasets``; ``None`` reads level 0.
+        A plain array has level 0 only.
+    bands
+        Channels to keep, counted from 1; ``None`` keeps all. Needs a ``c`` axis.
+    chunks
+        Dask chunk size on the spatial axes: one int, one per spatial axis, or ``None``
+        for the stored chunks. Sizes are rounded up to multiples of the stored chunks
+        so that no stored chunk is read by two tasks. Channels are one chunk.
+
+    Returns
+    -------
+    Image
+        ``data`` reads the store chunk by chunk (``dask.array.from_zarr``); ``levels``
+        holds the shape of every level in ``axes`` order. A plain array's attributes
+        ``axes`` (or ``_ARRAY_DIMENSIONS`` / zarr v3 ``dimension_names``), ``crs``,
+        ``transform``, ``nodata``, ``spacing``, ``units`` and ``affine`` (as segpipe
+        writes them on label outputs) are used when present; an
+        OME-Zarr image gives ``spacing`` from the level's ``scale`` and ``units`` from
+        its axes.
+
+    Raises
+    ------
+    ReadError
+        Nothing zarr is at ``path``, or its metadata cannot be read.
+    UnsupportedInputError
+        A group that is not an OME-Zarr image, axes other than ``yx``, ``cyx``,
+        ``zyx``, ``czyx`` (after a time axis of size 1), or a non-numeric dtype.
+    InputValueError
+        ``level``, ``bands`` or ``chunks`` do not fit the image.
+
+    Examples
+    --------
+    >>> import zarr
+    >>> url = "memory://read_zarr_example/image.zarr"
+    >>> array = zarr.create_array(url, shape=(6, 8), chunks=(4, 4), dtype="u1")
+    >>> image = read_zarr(url, level=None, bands=None, chunks=6)
+    >>> image.axes, image.data.chunksize
+    ('yx', (6, 8))
+    """
+    layout = _layout(_open_node(path), path)
+    level = check_level(level, len(layout.arrays), path)
+    levels = tuple(_shape(array, layout) for array in layout.arrays)
+    array = layout.arrays[level]
+    shape = levels[level]
+    if array.dtype.kind not in _DTYPE_KINDS:
+        raise UnsupportedInputError(
+            f"{path}: dtype {array.dtype} is not supported; segpipe reads boolean, integer "
+            "and floating-point images"
+        )
+    if bands is not None and not layout.axes.startswith("c"):
+        raise InputValueError(
+            f"{path}: bands {bands!r} given, but its axes {layout.axes!r} have no band axis "
+            "'c'; leave bands out"
+        )
+    indices = band_indices(bands, shape[0], path) if layout.axes.startswith("c") else None
+    stored = tuple(array.chunks[1:] if layout.drop_t else array.chunks)
+    try:
+        target = _aligned_chunks(chunks, layout.axes, shape, stored)
+    except InputValueError as err:
+        raise InputValueError(f"{path}: {err}") from None
+
+    data = da.from_zarr(array, chunks=((1,) if layout.drop_t else ()) + target)
+    if layout.drop_t:
+        data = data[0]
+    if not data.dtype.isnative:  # kernels expect the machine's byte order
+        data = data.astype(data.dtype.newbyteorder("="))
+    if indices is not None:
+        if bands is not None:
+            data = data[indices]
+        if data.numblocks[0] > 1:
+            data = data.rechunk({0: -1})
+    return Image(
+        data=data,
+        axes=layout.axes,
+        crs=layout.crs,
+        transform=layout.transform,
+        nodata=layout.nodata,
+        affine=layout.affine,
+        spacing=layout.spacings[level] if layout.spacings else None,
+        units=layout.units,
+        source=path,
+        level=level,
+        levels=levels,
+    )
+
+
+def _open_node(path: str) -> zarr.Array | zarr.Group:
+    # Workers may run elsewhere than here: the graph must hold an absolute path.
+    store = path if "://" in path or "::" in path else os.path.abspath(path)
+    try:
+        return zarr.open(store, mode="r")
+    except FileNotFoundError as err:  # zarr's NodeNotFoundError derives from it too
+        raise ReadError(f"{path}: no zarr array or group there; check the path or URL") from err
+    except Exception as err:
+        raise ReadError(
+            f"{path}: cannot be read as zarr ({type(err).__name__}: {err}); check that it is "
+            "a zarr v2 or v3 store and that the fsspec backend for its URL is installed"
+        ) from err
+
+
+def _shape(array: zarr.Array, layout: _Layout) -> tuple[int, ...]:
+    return tuple(array.shape[1:] if layout.drop_t else array.shape)
+
+
+def _aligned_chunks(
+    chunks: Chunks, axes: str, shape: Sequence[int], stored: Sequence[int]
+) -> tuple[int, ...]:
+    """Chunks for ``from_zarr``: spatial sizes rounded up to multiples of the stored chunks
+    and cut at the image's size; the band axis in its stored chunks (merged later)."""
+    requested = spatial_chunks(chunks, axes, stored)
+    out = []
+    for axis, size, store_size, want in zip(axes, shape, stored, requested, strict=True):
+        if axis == "c":
+            out.append(store_size)
+        else:
+            out.append(max(1, min(-(-want // store_size) * store_size, size)))
+    return tuple(out)
+
+
+def _layout(node: zarr.Array | zarr.Group, path: str) -> _Layout:
+    if isinstance(node, zarr.Array):
+        return _array_layout(node, path)
+    attributes = node.attrs.asdict()
+    ome = attributes.get("ome")
+    if isinstance(ome, dict) and "multiscales" in ome:  # NGFF 0.5
+        return _ome_layout(node, ome["multiscales"], path)
+    if "multiscales" in attributes:  # NGFF 0.4 and earlier
+        return _ome_layout(node, attributes["multiscales"], path)
+    members = sorted(node.keys())
+    raise UnsupportedInputError(
+        f"{path}: a zarr group without OME-Zarr 'multiscales' metadata is not an image "
+        f"(members: {', '.join(members[:10]) or 'none'}); give the path of an array in it, "
+        "or of an OME-Zarr image"
+    )
+
+
+def _array_layout(array: zarr.Array, path: str) -> _Layout:
+    attributes: dict[str, Any] = dict(array.attrs.asdict())
+    axes = _array_axes(array, attributes, path)
+    spatial = len(axes.replace("c", ""))
+    spacing = attributes.get("spacing")
+    if spacing is not None:
+        spacing = _numbers(spacing, spatial, "spacing", path)
+    crs = attributes.get("crs")
+    if crs is not None and not isinstance(crs, str):
+        raise ReadError(f"{path}: attribute crs must be a WKT string; got {crs!r}")
+    transform = attributes.get("transform")
+    if transform is not None:
+        from affine import Affine
+
+        transform = Affine(*_numbers(transform, 6, "transform", path))
+    nodata = attributes.get("nodata")
+    if nodata is not None:
+        try:
+            nodata = float(nodata)
+        except (TypeError, ValueError) as err:
+            raise ReadError(f"{path}: attribute nodata must be a number; got {nodata!r}") from err
+    affine = attributes.get("affine")
+    if affine is not None:
+        affine = _matrix(affine, path)
+    units = attributes.get("units")
+    if units is not None and not isinstance(units, str):
+        raise ReadError(f"{path}: attribute units must be a string such as 'um'; got {units!r}")
+    return _Layout(
+        arrays=(array,),
+        axes=axes,
+        spacings=(spacing,),
+        units=units,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        affine=affine,
+    )
+
+
+def _array_axes(array: zarr.Array, attributes: dict[str, Any], path: str) -> str:
+    """Axes of a plain array: its ``axes`` attribute, else its dimension names, else its
+    number of dimensions."""
+    if "axes" in attributes:
+        axes = attributes["axes"]
+        where = "attribute axes"
+    else:
+        names = attributes.get("_ARRAY_DIMENSIONS")
+        where = "attribute _ARRAY_DIMENSIONS"
+        if names is None and array.metadata.zarr_format == 3:
+            names = array.metadata.dimension_names
+            where = "dimension_names"
+        axes = _named_axes(names)
+        if axes is None:
+            axes = DEFAULT_AXES.get(array.ndim)
+            where = "its number of dimensions"
+    if not isinstance(axes, str) or axes not in AXES or len(axes) != array.ndim:
+        raise UnsupportedInputError(
+            f"{path}: cannot read axes {axes!r} (from {where}) of an array of shape "
+            f"{array.shape}; segpipe reads 'yx', 'cyx', 'zyx' or 'czyx' (bands first): set "
+            "the array's 'axes' attribute to one of these, or transpose the array to fit"
+        )
+    return axes
+
+
+def _named_axes(names: Any) -> str | None:
+    """segpipe axes from dimension names, or None when there are no usable names
+    (absent, or xarray's anonymous ``dim_0``, ``dim_1``...)."""
+    if not isinstance(names, list | tuple) or not names:
+        return None
+    if any(not isinstance(n, str) or n.startswith("dim_") for n in names):
+        return None
+    return "".join(_DIMENSIONS.get(n.lower(), f"<{n}>") for n in names)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _numbers(value: Any, count: int, name: str, path: str) -> tuple[float, ...]:
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != count
+        or not all(_is_number(v) for v in value)
+    ):
+        raise ReadError(
+            f"{path}: attribute {name} must be a list of {count} numbers; got {value!r}"
+        )
+    return tuple(float(v) for v in value)
+
+
+def _matrix(value: Any, path: str) -> np.ndarray:
+    if not (
+        isinstance(value, list)
+        and len(value) == 4
+        and all(isinstance(row, list) and len(row) == 4 for row in value)
+        and all(_is_number(v) for row in value for v in row)
+    ):
+        raise ReadError(
+            f"{path}: attribute affine must be a 4 x 4 matrix (4 lists of 4 numbers); got {value!r}"
+        )
+    return np.array(value, dtype=np.float64)
+
+
+def _ome_layout(group: zarr.Group, multiscales: Any, path: str) -> _Layout:
+    """The layout of an OME-Zarr image from its first ``multiscales`` entry."""
+    if not isinstance(multiscales, list) or not multiscales or not isinstance(multiscales[0], dict):
+        raise ReadError(f"{path}: OME-Zarr 'multiscales' must be a non-empty list of objects")
+    multiscale = multiscales[0]
+    datasets = multiscale.get("datasets")
+    if not isinstance(datasets, list) or not datasets:
+        raise ReadError(f"{path}: OME-Zarr multiscales[0] has no 'datasets'")
+    axes_meta = multiscale.get("axes")
+    if not isinstance(axes_meta, list) or not axes_meta:
+        raise ReadError(f"{path}: OME-Zarr multiscales[0] has no 'axes'")
+    # NGFF 0.4+ axes are objects with a name, a type and a unit; 0.3 axes are names.
+    axes_meta = [a if isinstance(a, dict) else {"name": a} for a in axes_meta]
+    names = [_ome_axis(axis) for axis in axes_meta]
+
+    arrays = []
+    for i, dataset in enumerate(datasets):
+        member = dataset.get("path") if isinstance(dataset, dict) else None
+        try:
+            array = group[member] if isinstance(member, str) else None
+        except KeyError:
+            array = None
+        if not isinstance(array, zarr.Array):
+            raise ReadError(
+                f"{path}: OME-Zarr datasets[{i}] path {member!r} is not an array in the group"
+            )
+        if array.ndim != len(names):
+            raise ReadError(
+                f"{path}: OME-Zarr axes {''.join(names)!r} name {len(names)} dimensions but "
+                f"datasets[{i}] ({member}) has shape {array.shape}"
+            )
+        arrays.append(array)
+
+    drop_t = names[0] == "t"
+    if drop_t:
+        if arrays[0].shape[0] != 1:
+            raise UnsupportedInputError(
+                f"{path}: the OME-Zarr image has {arrays[0].shape[0]} time points; segpipe "
+                "reads one; write each time point as its own image"
+            )
+        names = names[1:]
+    axes = "".join(names)
+    if axes not in AXES:
+        raise UnsupportedInputError(
+            f"{path}: OME-Zarr axes {axes!r} are not supported; segpipe reads 'yx', 'cyx', "
+            "'zyx' or 'czyx' after an optional leading time axis of size 1"
+        )
+    first = 1 if drop_t else 0
+    spatial = [first + i for i, name in enumerate(names) if name != "c"]
+    overall = _ome_scale(multiscale, len(axes_meta), path, "multiscales[0]")
+    spacings: list[tuple[float, ...] | None] = []
+    for i, dataset in enumerate(datasets):
+        scale = _ome_scale(dataset, len(axes_meta), path, f"datasets[{i}]")
+        if scale is None:
+            spacings.append(None)
+            continue
+        if overall is not None:
+            scale = tuple(s * o for s, o in zip(scale, overall, strict=True))
+        spacings.append(tuple(scale[j] for j in spatial))
+    units = {axes_meta[j].get("unit") for j in spatial} - {None}
+    if len(units) > 1:
+        raise UnsupportedInputError(
+            f"{path}: the OME-Zarr spatial axes have different units {sorted(units)}; "
+            "segpipe needs one unit for all spatial axes"
+        )
+    unit = units.pop() if units else None
+    return _Layout(
+        arrays=tuple(arrays),
+        axes=axes,
+        drop_t=drop_t,
+        spacings=tuple(spacings),
+        units=_UNITS.get(unit, unit) if isinstance(unit, str) else None,
+    )
+
+
+def _ome_axis(axis: dict[str, Any]) -> str:
+    """segpipe's name of an OME-Zarr axis: ``t``, ``c``, ``z``, ``y``, ``x`` or its own name."""
+    name = str(axis.get("name", "")).lower()
+    kind = axis.get("type")
+    if kind == "time" or name == "t":
+        return "t"
+    if kind == "channel" or name == "c":
+        return "c"
+    return name if name in ("z", "y", "x") else f"<{name}>"
+
+
+def _ome_scale(meta: dict[str, Any], count: int, path: str, where: str) -> tuple[float, ...] | None:
+    """The ``scale`` among the ``coordinateTransformations`` of ``meta``, if any."""
+    transforms = meta.get("coordinateTransformations") or []
+    for transform in transforms:
+        if isinstance(transform, dict) and transform.get("type") == "scale":
+            if "scale" not in transform:  # a scale stored in a file by "path"
+                return None
+            scale = transform["scale"]
+            if (
+                not isinstance(scale, list)
+                or len(scale) != count
+                or not all(_is_number(s) for s in scale)
+            ):
+                raise ReadError(
+                    f"{path}: OME-Zarr {where} scale must be {count} numbers, one per axis; "
+                    f"got {scale!r}"
+                )
+            return tuple(float(s) for s in scale)
+    return None
+
+
+def _compute(work: Any, progress: bool) -> None:
+    """Compute ``work`` on the current scheduler, with a progress bar on a cluster."""
+    from distributed import default_client
+    from distributed import progress as progress_bar
+
+    try:
+        client = default_client()
+    except ValueError:
+        work.compute()
+        return
+    future = client.compute(work)
+    if progress:
+        progress_bar(future)
+        print(flush=True)
+    future.result()
