@@ -10,9 +10,12 @@ from .errors import (
     NondeterministicInputError,
     OutputExistsError,
     PipelineError,
+    ReadError,
     UnsupportedInputError,
 )
+from .io import Image, open_image
 from .stitch import label
+from .workflow import RunResult, Workflow, WorkflowError
 
 try:
     __version__ = version("segpipe")
@@ -20,11 +23,17 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 __all__ = [
+    "Image",
     "InputValueError",
     "NondeterministicInputError",
     "OutputExistsError",
     "PipelineError",
+    "ReadError",
+    "RunResult",
     "UnsupportedInputError",
+    "Workflow",
+    "WorkflowError",
     "__version__",
     "label",
+    "open_image",
 ]

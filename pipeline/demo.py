@@ -1,28 +1,26 @@
-"""The demo: real samples labelled chunk by chunk on the embedded cluster.
+"""The demo: bundled real samples segmented end to end on the current cluster.
 
-Each sample is turned into a mask, stored as a chunked zarr array, labelled zarr
-to zarr on the cluster, and checked against ``scipy.ndimage.label`` on the whole
-array: the promise segpipe makes, shown on real data.
+Each sample runs as a workflow (read lazily, smooth, one global Otsu threshold,
+label, stitch, write), in small chunks so that many seams are crossed, and is
+checked against the same processing done on the whole image at once with
+scipy and scikit-image: the promise segpipe makes, shown on real data.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import dask.array as da
 import numpy as np
-import tifffile
-import zarr
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from .data import sample_path
 from .errors import OutputExistsError
-from .io import write_labels_zarr
-from .stitch import label
+from .io import open_image
+from .workflow import Workflow
 
 __all__ = ["DemoResult", "check_outputs", "run_demo"]
 
@@ -35,75 +33,106 @@ class DemoResult:
     objects: int
     seconds: float
     matches_whole_image: bool
-    output: Path
+    outputs: dict[str, Path]
 
 
-def _water_mosaic() -> np.ndarray:
-    """Water (SWIR band below Otsu) of the Landsat sample, mirrored into a 4 x 4 mosaic."""
-    swir = tifffile.imread(sample_path("L7_ETMs.tif"))[..., 4]
-    water = swir < threshold_otsu(swir)
-    row = np.concatenate([water, water[:, ::-1]] * 2, axis=1)
-    return np.concatenate([row, row[::-1]] * 2, axis=0)
+@dataclass(frozen=True)
+class _Case:
+    name: str
+    source: dict[str, Any]
+    chunks: list[int]
+    sigma: float
+    foreground: str
+    connectivity: int
+    outputs: tuple[str, ...]
 
 
-def _nuclei() -> np.ndarray:
-    stack = tifffile.imread(sample_path("nuclei.tif"))
-    return stack > threshold_otsu(stack)
-
-
-_CASES: tuple[tuple[str, Callable[[], np.ndarray], tuple[int, ...], int], ...] = (
-    ("landsat_water", _water_mosaic, (256, 256), 2),
-    ("nuclei_3d", _nuclei, (20, 96, 96), 3),
+_CASES = (
+    _Case(
+        "landsat_water",
+        {"path": "L7_ETMs.tif", "bands": [5]},  # SWIR: water is dark
+        [64, 64],
+        1.5,
+        "below",
+        2,
+        ("labels", "geotiff"),
+    ),
+    _Case(
+        "nuclei_3d", {"path": "nuclei.tif"}, [20, 96, 96], 1.0, "above", 3, ("labels", "ome_zarr")
+    ),
 )
+
+_SUFFIX = {"labels": "_labels.zarr", "geotiff": "_labels.tif", "ome_zarr": ".ome.zarr"}
+
+
+def _outputs(output: Path, case: _Case) -> dict[str, str]:
+    return {kind: str(output / f"{case.name}{_SUFFIX[kind]}") for kind in case.outputs}
 
 
 def check_outputs(output: Path, *, overwrite: bool) -> None:
-    """Refuse to start when a labels output of an earlier run would be replaced."""
-    existing = [output / f"{name}_labels.zarr" for name, *_ in _CASES]
-    existing = [path for path in existing if path.exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(
-            f"demo output {existing[0]} already exists; pass --overwrite to replace it "
-            "or -o to write elsewhere"
-        )
+    """Refuse to start when an output of an earlier run would be replaced."""
+    for case in _CASES:
+        for path in _outputs(output, case).values():
+            if Path(path).exists() and not overwrite:
+                raise OutputExistsError(
+                    f"demo output {path} already exists; pass --overwrite to replace it "
+                    "or -o to write elsewhere"
+                )
 
 
 def run_demo(output: Path, *, overwrite: bool = False) -> list[DemoResult]:
-    """Run every demo case on the current dask scheduler; write labels under ``output``."""
+    """Run every demo workflow on the current dask scheduler; write under ``output``."""
     check_outputs(output, overwrite=overwrite)
     output.mkdir(parents=True, exist_ok=True)
     results = []
-    for name, make_mask, chunks, connectivity in _CASES:
-        mask = make_mask()
-        store = output / f"{name}_mask.zarr"
-        zarr.create_array(store, data=mask, chunks=chunks, overwrite=True)
+    for case in _CASES:
+        source = {**case.source, "path": str(sample_path(case.source["path"]))}
+        flow = Workflow(
+            source=source,
+            steps=[
+                {"gaussian": {"sigma": case.sigma}},
+                {"threshold": {"method": "otsu", "foreground": case.foreground}},
+                {"label": {"connectivity": case.connectivity}},
+            ],
+            output=_outputs(output, case),
+            chunks=case.chunks,
+        )
         start = time.perf_counter()
-        labels, num = label(da.from_zarr(str(store)), connectivity=connectivity)
-        path = write_labels_zarr(
-            labels,
-            output / f"{name}_labels.zarr",
-            attributes={"source": name, "connectivity": connectivity},
-            overwrite=overwrite,
-        )
+        run = flow.run(client=_current_client(), overwrite=overwrite)
         seconds = time.perf_counter() - start
-        reference, count = ndimage.label(
-            mask, ndimage.generate_binary_structure(mask.ndim, connectivity)
-        )
+        reference, count = _whole_image(source, case)
+        labels = np.asarray(run.labels.compute())
         results.append(
             DemoResult(
-                name=name,
-                shape=mask.shape,
-                chunks=chunks,
-                objects=num,
+                name=case.name,
+                shape=labels.shape,
+                chunks=tuple(case.chunks),
+                objects=run.num,
                 seconds=seconds,
-                matches_whole_image=_same_partition(
-                    np.asarray(zarr.open_array(path)[...]), reference
-                )
-                and num == count,
-                output=path,
+                matches_whole_image=run.num == count and _same_partition(labels, reference),
+                outputs=run.outputs,
             )
         )
     return results
+
+
+def _whole_image(source: dict[str, Any], case: _Case) -> tuple[np.ndarray, int]:
+    """The same processing on the whole image at once, with scipy and scikit-image."""
+    image = open_image(source["path"], bands=source.get("bands"))
+    values = np.asarray(image.data.compute()).astype(np.float32)
+    values = values[0] if image.axes.startswith("c") else values
+    smooth = ndimage.gaussian_filter(values, case.sigma, mode="reflect")
+    t = threshold_otsu(smooth)
+    mask = smooth > t if case.foreground == "above" else smooth <= t
+    structure = ndimage.generate_binary_structure(mask.ndim, case.connectivity)
+    labels, count = ndimage.label(mask, structure)
+    return labels, int(count)
+
+
+def _current_client() -> Any:
+    from distributed import default_client
+
+    return default_client()
 
 
 def _same_partition(labels: np.ndarray, reference: np.ndarray) -> bool:

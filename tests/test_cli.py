@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import tifffile
 import zarr
+from rio_cogeo.cogeo import cog_validate
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
@@ -34,19 +36,27 @@ def test_demo_runs_on_the_embedded_cluster_and_refuses_to_overwrite(tmp_path: Pa
     first = _segpipe("demo", "--output", "out", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "2 worker processes" in first.stdout
-    assert first.stdout.count("identical to whole-image scipy.ndimage.label: yes") == 2
+    assert first.stdout.count("identical to whole-image scipy/scikit-image: yes") == 2
+    out = tmp_path / "out"
+    for name in ("landsat_water_labels.zarr", "landsat_water_labels.tif", "nuclei_3d.ome.zarr"):
+        assert f"out/{name}" in first.stdout and (out / name).exists()
 
     # The written labels are right, checked here independently of the demo's own check.
-    nuclei = tifffile.imread(sample_path("nuclei.tif"))
-    mask = nuclei > threshold_otsu(nuclei)
-    reference, _ = ndimage.label(mask, np.ones((3, 3, 3)))
-    written = zarr.open_array(tmp_path / "out" / "nuclei_3d_labels.zarr")
+    nuclei = tifffile.imread(sample_path("nuclei.tif")).astype(np.float32)
+    smooth = ndimage.gaussian_filter(nuclei, 1.0, mode="reflect")
+    reference, _ = ndimage.label(smooth > threshold_otsu(smooth), np.ones((3, 3, 3)))
+    written = zarr.open_array(out / "nuclei_3d_labels.zarr")
     assert_same_partition(np.asarray(written[...]), reference)
+    with (
+        rasterio.open(out / "landsat_water_labels.tif") as cog,
+        rasterio.open(sample_path("L7_ETMs.tif")) as scene,
+    ):
+        assert cog.crs == scene.crs and cog.transform == scene.transform
+    assert cog_validate(str(out / "landsat_water_labels.tif"), strict=True)[0]
 
     again = _segpipe("demo", "--output", "out", cwd=tmp_path)
     assert again.returncode == 1
-    assert "out/landsat_water_labels.zarr already exists" in again.stderr
-    assert "--overwrite" in again.stderr
+    assert "already exists" in again.stderr and "--overwrite" in again.stderr
     assert "Traceback" not in again.stderr
 
 

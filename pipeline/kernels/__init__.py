@@ -1,0 +1,8 @@
+"""Segmentation steps: each declares its halo, its global fit and its per-chunk work."""
+
+from ._base import STEPS, Step, register, step_class
+from ._components import Label
+from ._smooth import Gaussian
+from ._threshold import Threshold
+
+__all__ = ["STEPS", "Gaussian", "Label", "Step", "Threshold", "register", "step_class"]

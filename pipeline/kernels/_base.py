@@ -1,0 +1,78 @@
+"""The Step protocol and the registry of named steps.
+
+A step is a small frozen pydantic model: its fields are its parameters
+(validated when a workflow is read, before any graph is built), and it says:
+
+- ``halo(ndim)``: pixels of context it needs on each side of a chunk, per
+  spatial axis, computed from its parameters;
+- ``fit(data, valid)``: global statistics computed once over the whole image
+  (a distributed pass), before the per-chunk map; most steps need none;
+- ``apply(block, state)``: the per-chunk work on a chunk plus its halo; the
+  block always has a leading band axis (length 1 for single-band images);
+  an ``"image"`` step returns the same layout, a ``"mask"`` step returns a
+  boolean array over the spatial axes only;
+- ``output``: what it makes, ``"image"``, ``"mask"`` or ``"labels"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+import dask.array as da
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import InputValueError
+
+Output = Literal["image", "mask", "labels"]
+
+STEPS: dict[str, type[Step]] = {}
+
+
+class Step(BaseModel):
+    """Base of every step. Subclasses set ``name`` and ``output`` and override
+    ``apply`` (and ``halo`` / ``fit`` when they need context or statistics)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: ClassVar[str]
+    output: ClassVar[Output] = "image"
+
+    def halo(self, ndim: int) -> tuple[int, ...]:
+        """Context needed on each side of a chunk, per spatial axis."""
+        return (0,) * ndim
+
+    def fit(self, data: da.Array, valid: da.Array | None) -> Any:
+        """Global statistics over the whole image; ``valid`` marks pixels with data."""
+        return None
+
+    def apply(self, block: np.ndarray, state: Any) -> np.ndarray:
+        """The per-chunk work."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """``name(param=value, ...)``, as messages and run records show the step."""
+        params = ", ".join(f"{k}={v!r}" for k, v in self.model_dump().items())
+        return f"{self.name}({params})"
+
+
+def register(cls: type[Step]) -> type[Step]:
+    """Class decorator: make a step available under its ``name`` in workflows."""
+    if cls.name in STEPS:
+        raise InputValueError(f"a step named {cls.name!r} is registered already")
+    STEPS[cls.name] = cls
+    return cls
+
+
+def step_class(name: str) -> type[Step]:
+    """The step registered as ``name``."""
+    try:
+        return STEPS[name]
+    except KeyError:
+        raise InputValueError(
+            f"unknown step {name!r}; the steps are: {', '.join(sorted(STEPS))}"
+        ) from None
+
+
+StepFactory = Callable[..., Step]

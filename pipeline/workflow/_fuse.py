@@ -1,0 +1,84 @@
+"""Per-chunk steps fused into one map with the halo they need, and their global fits.
+
+Halo geometry (one spatial axis, total halo h = sum of the steps' halos)::
+
+        |<- h ->|<------- chunk ------->|<- h ->|
+        [ halo  |   pixels kept          | halo  ]
+    each step runs on the whole padded block; after all of them the h-wide
+    borders are cut off, so every kept pixel saw all the context it needs.
+    At the image border dask pads by reflection, as scipy's mode="reflect".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from ..errors import InputValueError
+from ..kernels import Step
+
+
+def total_halo(steps: Sequence[Step], ndim: int) -> tuple[int, ...]:
+    """Context every chunk needs on each side so the fused steps are exact."""
+    halo = np.zeros(ndim, dtype=int)
+    for step in steps:
+        halo += np.asarray(step.halo(ndim), dtype=int)
+    return tuple(int(h) for h in halo)
+
+
+def check_chunks(data: da.Array, steps: Sequence[Step], halo: tuple[int, ...]) -> None:
+    """A chunk smaller than the halo cannot be mapped; say which steps need it."""
+    for axis, need in enumerate(halo, start=1):
+        smallest = min(data.chunks[axis])
+        if need > smallest and smallest < data.shape[axis]:
+            needers = ", ".join(s.describe() for s in steps if any(s.halo(len(halo))))
+            raise InputValueError(
+                f"chunk size {smallest} is smaller than the halo {need} needed by {needers}; "
+                f"use chunks >= {2 * need}"
+            )
+
+
+def map_steps(
+    data: da.Array, steps: Sequence[Step], states: Sequence[Any], halo: tuple[int, ...]
+) -> da.Array:
+    """Apply ``steps`` chunk by chunk to ``data`` (band axis first) in one fused map."""
+    makes_mask = steps[-1].output == "mask"
+    depth = {0: 0, **{axis: h for axis, h in enumerate(halo, start=1)}}
+    dtype = bool if makes_mask else np.float32
+
+    def run(block: np.ndarray) -> np.ndarray:
+        for step, state in zip(steps, states, strict=True):
+            block = step.apply(block, state)
+        return block[None] if makes_mask else block
+
+    # map_overlap's chunks= are those of the padded blocks, before trimming.
+    padded = [
+        tuple(size + 2 * h for size in sizes)
+        for sizes, h in zip(data.chunks[1:], halo, strict=True)
+    ]
+    mapped = da.map_overlap(
+        run,
+        data,
+        depth=depth,
+        boundary="reflect",
+        trim=True,
+        dtype=dtype,
+        meta=np.empty((0,) * data.ndim, dtype=dtype),
+        chunks=((1,), *padded) if makes_mask else None,
+    )
+    return mapped[0] if makes_mask else mapped
+
+
+def fit_steps(data: da.Array, steps: Sequence[Step], valid: da.Array | None) -> list[Any]:
+    """Each step's global statistics, fitted on the output of the steps before it."""
+    states: list[Any] = []
+    for index, step in enumerate(steps):
+        before = steps[:index]
+        upstream = (
+            map_steps(data, before, states, total_halo(before, data.ndim - 1)) if before else data
+        )
+        states.append(step.fit(upstream, valid))
+    return states

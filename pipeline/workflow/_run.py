@@ -1,0 +1,196 @@
+"""Running a workflow: open, fit, map, stitch, write, record."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+
+from ..errors import OutputExistsError
+from ..io import open_image, write_cog, write_labels_zarr, write_ome_zarr
+from ..kernels import Label
+from ..stitch import label
+from ._fuse import check_chunks, fit_steps, map_steps, total_halo
+from ._record import Timer, georeference, versions
+from ._schema import WorkflowSpec
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run made.
+
+    Attributes
+    ----------
+    labels
+        The stitched labels, read lazily from the written label zarr (or the
+        lazy result when no label zarr was asked for).
+    num
+        Number of objects.
+    outputs
+        Output kind (``labels``, ``geotiff``, ``ome_zarr``, ``record``) to path.
+    record
+        The run record: inputs, parameters, versions, timings, object count.
+    """
+
+    labels: da.Array
+    num: int
+    outputs: dict[str, Path]
+    record: dict[str, Any] = field(repr=False)
+
+
+def run_spec(
+    spec: WorkflowSpec,
+    base: Path,
+    *,
+    overwrite: bool = False,
+    log: Any = None,
+    progress: bool = False,
+) -> RunResult:
+    """Run ``spec`` on the current dask scheduler; relative paths are taken from ``base``."""
+    say = log or (lambda message: None)
+    outputs = {kind: _resolve(base, path) for kind, path in spec.output.paths().items()}
+    _refuse_existing(outputs, overwrite)
+    timer = Timer()
+    started = datetime.now(UTC)
+
+    with timer.stage("open"):
+        image = open_image(
+            str(_resolve(base, spec.source.path)),
+            level=spec.source.level,
+            bands=spec.source.bands,
+            chunks=spec.chunks,
+        )
+    data = image.data if image.axes.startswith("c") else image.data[None]
+    *mapped, last = spec.steps
+    halo = total_halo(mapped, data.ndim - 1)
+    check_chunks(data, mapped, halo)
+    say(f"image {image.shape} {image.dtype} in chunks {image.data.chunksize}, halo {halo}")
+
+    with timer.stage("fit"):
+        states = fit_steps(data, mapped, image.valid)
+    for step, state in zip(mapped, states, strict=True):
+        if state is not None:
+            say(f"fitted {step.describe()}: {state}")
+
+    mask = map_steps(data, mapped, states, halo)
+    if image.valid is not None:
+        mask = mask & image.valid
+    with timer.stage("label: first pass and seams"):
+        connectivity = last.connectivity if isinstance(last, Label) else 1
+        labels, num = label(mask, connectivity=min(connectivity, mask.ndim))
+    say(f"{num} objects")
+
+    record: dict[str, Any] = {
+        "workflow": json.loads(spec.model_dump_json()),
+        "steps": [step.describe() for step in spec.steps],
+        "fitted": {step.describe(): _jsonable(s) for step, s in zip(mapped, states, strict=True)},
+        "source": {
+            "path": str(image.source),
+            "shape": list(image.shape),
+            "dtype": str(image.dtype),
+        },
+        "chunks": list(image.data.chunksize),
+        "halo": list(halo),
+        "objects": num,
+        "versions": versions(),
+        "started": started.isoformat(),
+    }
+    attributes = {**georeference(image), "segpipe": record}
+    written = _write(labels, image, outputs, attributes, timer, say, progress)
+    record["timings_s"] = timer.stages
+    record["finished"] = datetime.now(UTC).isoformat()
+    record_path = _record_path(outputs)
+    record_path.write_text(json.dumps(record, indent=2))
+    written["record"] = record_path
+    result_labels = da.from_zarr(str(written["labels"])) if "labels" in written else labels
+    return RunResult(labels=result_labels, num=num, outputs=written, record=record)
+
+
+def _write(
+    labels: da.Array,
+    image: Any,
+    outputs: dict[str, Path],
+    attributes: dict[str, Any],
+    timer: Timer,
+    say: Any,
+    progress: bool,
+) -> dict[str, Path]:
+    written: dict[str, Path] = {}
+    scratch = None
+    labels_path = outputs.get("labels")
+    if labels_path is None and "geotiff" in outputs:
+        scratch = Path(tempfile.mkdtemp(prefix=".segpipe-", dir=outputs["geotiff"].parent))
+        labels_path = scratch / "labels.zarr"
+    try:
+        if labels_path is not None:
+            with timer.stage("label: second pass and write zarr"):
+                write_labels_zarr(
+                    labels, labels_path, attributes=attributes, overwrite=True, progress=progress
+                )
+            if "labels" in outputs:
+                written["labels"] = labels_path
+            say(f"labels: {labels_path}")
+        if "geotiff" in outputs:
+            with timer.stage("write geotiff"):
+                written["geotiff"] = write_cog(
+                    labels_path,  # type: ignore[arg-type]
+                    outputs["geotiff"],
+                    crs=image.crs,
+                    transform=image.transform,
+                    overwrite=True,
+                )
+            say(f"geotiff: {written['geotiff']}")
+        if "ome_zarr" in outputs:
+            source = da.from_zarr(str(labels_path)) if labels_path is not None else labels
+            with timer.stage("write ome-zarr"):
+                written["ome_zarr"] = write_ome_zarr(
+                    source, image, outputs["ome_zarr"], overwrite=True
+                )
+            say(f"ome_zarr: {written['ome_zarr']}")
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return written
+
+
+def _resolve(base: Path, path: str) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() or "://" in path else base / candidate
+
+
+def _refuse_existing(outputs: dict[str, Path], overwrite: bool) -> None:
+    if overwrite:
+        return
+    for kind, path in outputs.items():
+        if path.exists():
+            raise OutputExistsError(
+                f"output {kind} {path} already exists; choose another path in the workflow's "
+                "output or pass --overwrite (overwrite=True) to replace it"
+            )
+    record = _record_path(outputs)
+    if record.exists():
+        raise OutputExistsError(
+            f"run record {record} already exists; pass --overwrite to replace it"
+        )
+
+
+def _record_path(outputs: dict[str, Path]) -> Path:
+    first = next(iter(outputs.values()))
+    return first.with_name(first.name.split(".")[0] + ".run.json")
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return repr(value)

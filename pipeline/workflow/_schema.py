@@ -1,0 +1,149 @@
+"""The workflow file: its schema, validated with pydantic before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import InputValueError, ReadError
+from ..kernels import Step, step_class
+
+
+class WorkflowError(InputValueError):
+    """A workflow file or object is not valid; the message names the file and the field."""
+
+
+class Source(BaseModel):
+    """Where the image comes from: ``path`` plus the pyramid ``level`` and ``bands``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    level: int | None = Field(default=None, ge=0)
+    bands: list[int] | None = Field(default=None, min_length=1)
+
+
+class Outputs(BaseModel):
+    """What to write: a label zarr, a Cloud-Optimised GeoTIFF, an OME-Zarr (at least one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    labels: str | None = None
+    geotiff: str | None = None
+    ome_zarr: str | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Outputs:
+        if not (self.labels or self.geotiff or self.ome_zarr):
+            raise ValueError("name at least one of labels, geotiff, ome_zarr")
+        return self
+
+    def paths(self) -> dict[str, str]:
+        return {kind: path for kind, path in self.model_dump().items() if path}
+
+
+class WorkflowSpec(BaseModel):
+    """A workflow: source -> steps (fused per chunk, fitted globally) -> outputs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    source: Source
+    chunks: int | list[int] | None = None
+    steps: list[Step] = Field(min_length=1)
+    output: Outputs
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_from_path(cls, value: Any) -> Any:
+        return {"path": str(value)} if isinstance(value, str | Path) else value
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output_from_path(cls, value: Any) -> Any:
+        return {"labels": str(value)} if isinstance(value, str | Path) else value
+
+    @field_validator("chunks")
+    @classmethod
+    def _positive_chunks(cls, value: Any) -> Any:
+        sizes = [value] if isinstance(value, int) else value or []
+        if any(size < 1 for size in sizes):
+            raise ValueError(f"chunk sizes must be positive; got {value}")
+        return value
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps_from_names(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [_make_step(item, index) for index, item in enumerate(value)]
+
+    @model_validator(mode="after")
+    def _steps_in_order(self) -> WorkflowSpec:
+        kinds = [step.output for step in self.steps]
+        if kinds[-1] != "labels" or kinds.count("labels") != 1:
+            raise ValueError(
+                "the last step, and only the last, must make labels (e.g. - label: {})"
+            )
+        if kinds.count("mask") != 1 or kinds[-2] != "mask":
+            raise ValueError(
+                "exactly one mask step (e.g. - threshold: {method: otsu}) must come "
+                "right before the label step"
+            )
+        return self
+
+
+def _make_step(item: Any, index: int) -> Any:
+    if isinstance(item, Step):
+        return item
+    if isinstance(item, str):
+        item = {item: {}}
+    if not isinstance(item, dict) or len(item) != 1:
+        raise ValueError(
+            f"step {index + 1} must be one step name with its parameters, e.g. "
+            f"'- gaussian: {{sigma: 1.0}}'; got {item!r}"
+        )
+    ((name, params),) = item.items()
+    cls = step_class(str(name))
+    try:
+        return cls(**(params or {}))
+    except ValidationError as error:
+        raise ValueError(f"{name}: {_describe(error)}") from None
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for problem in error.errors():
+        where = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        parts.append(f"{where}: {problem['msg']} (got {problem.get('input')!r})")
+    return "; ".join(parts)
+
+
+def validate_spec(data: Any, origin: str) -> WorkflowSpec:
+    """``data`` (as read from YAML, or given in Python) as a checked WorkflowSpec."""
+    try:
+        return WorkflowSpec.model_validate(data)
+    except ValidationError as error:
+        raise WorkflowError(f"{origin}: {_describe(error)}") from None
+    except InputValueError as error:
+        raise WorkflowError(f"{origin}: {error}") from None
+
+
+def read_spec(path: Path) -> WorkflowSpec:
+    """Read and validate a workflow YAML file."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ReadError(f"{path}: cannot read the workflow file ({error.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise WorkflowError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise WorkflowError(
+            f"{path}: a workflow is a mapping with source, steps and output; "
+            f"got {type(data).__name__}"
+        )
+    return validate_spec(data, str(path))

@@ -1,0 +1,98 @@
+"""The Workflow object: a validated workflow, from YAML or built in Python, and its run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..kernels import Step
+from ._run import RunResult, run_spec
+from ._schema import WorkflowSpec, read_spec, validate_spec
+
+
+class Workflow:
+    """A segmentation workflow: source, per-chunk steps, outputs.
+
+    Parameters
+    ----------
+    source
+        A path, or ``{"path": ..., "level": ..., "bands": [...]}``.
+    steps
+        Step objects or ``{"name": {params}}`` mappings, as in YAML; the last is
+        ``label``, right after one mask step such as ``threshold``.
+    output
+        A label zarr path, or ``{"labels": ..., "geotiff": ..., "ome_zarr": ...}``.
+    chunks
+        Chunk size: one int, or one per spatial axis; default the source's own.
+    base
+        Folder that relative paths are taken from (a YAML file's own folder).
+
+    Examples
+    --------
+    >>> from pipeline.data import sample_path
+    >>> flow = Workflow(
+    ...     source={"path": str(sample_path("L7_ETMs.tif")), "bands": [5]},
+    ...     steps=[{"gaussian": {"sigma": 1.0}}, {"threshold": {"method": "otsu"}}, "label"],
+    ...     output="scene_labels.zarr",
+    ...     chunks=128,
+    ... )
+    >>> [step.name for step in flow.spec.steps]
+    ['gaussian', 'threshold', 'label']
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        steps: list[Step | dict[str, Any] | str],
+        output: Any,
+        chunks: int | list[int] | None = None,
+        *,
+        base: str | Path | None = None,
+        origin: str = "workflow",
+    ) -> None:
+        data = {"source": source, "steps": steps, "output": output, "chunks": chunks}
+        self.spec: WorkflowSpec = validate_spec(data, origin)
+        self.base = Path(base) if base is not None else Path.cwd()
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Workflow:
+        """Read a workflow file; relative paths in it are taken from its folder."""
+        path = Path(path)
+        spec = read_spec(path)
+        flow = cls.__new__(cls)
+        flow.spec = spec
+        flow.base = path.resolve().parent
+        return flow
+
+    def run(
+        self,
+        client: Any = None,
+        *,
+        overwrite: bool = False,
+        log: Any = None,
+        progress: bool = False,
+    ) -> RunResult:
+        """Run the workflow and write its outputs.
+
+        Parameters
+        ----------
+        client
+            A ``distributed.Client`` to run on; ``None`` starts the embedded
+            LocalCluster for the run and closes it afterwards.
+        overwrite
+            Replace outputs that exist; without it an existing output is an error
+            raised before any work.
+        log
+            Called with one line of progress per stage (e.g. ``print``).
+        progress
+            Show a progress bar while the labels are written.
+        """
+        if client is not None:
+            with client.as_current():
+                return run_spec(
+                    self.spec, self.base, overwrite=overwrite, log=log, progress=progress
+                )
+        from ..cluster import connect
+
+        with connect():
+            return run_spec(self.spec, self.base, overwrite=overwrite, log=log, progress=progress)
