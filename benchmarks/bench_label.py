@@ -169,7 +169,7 @@ def _on_fresh_cluster(run: Callable[[], object]) -> tuple[float, float]:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=logging.CRITICAL,  # a closing cluster's heartbeats are no news
         ) as cluster,
         Client(cluster) as client,
