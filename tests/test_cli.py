@@ -60,10 +60,13 @@ def test_demo_runs_on_the_embedded_cluster_and_refuses_to_overwrite(tmp_path: Pa
     assert "Traceback" not in again.stderr
 
 
-def test_help_lists_the_commands(tmp_path: Path) -> None:
+def test_help_on_every_command(tmp_path: Path) -> None:
     result = _segpipe("--help", cwd=tmp_path)
     assert result.returncode == 0
-    assert "demo" in result.stdout
+    for command in ("demo", "run", "inspect"):
+        assert command in result.stdout
+        helped = _segpipe(command, "--help", cwd=tmp_path)
+        assert helped.returncode == 0 and "Usage:" in helped.stdout
 
 
 def test_connect_refuses_a_malformed_address_and_misplaced_worker_count() -> None:

@@ -203,3 +203,25 @@ def test_segpipe_run_from_the_command_line(tmp_path: Path) -> None:
     assert failed.stderr.count("\n") == 1 and str(bad) in failed.stderr
     debug = subprocess.run([*command, "--debug", "run", str(bad)], capture_output=True, text=True)
     assert "Traceback" in debug.stderr
+
+
+@pytest.mark.cluster
+def test_segpipe_run_on_a_running_scheduler(local_cluster: object, tmp_path: Path) -> None:
+    address = local_cluster.scheduler_address  # type: ignore[attr-defined]
+    path = _write_yaml(
+        tmp_path,
+        f"source: {NUCLEI}\nchunks: [30, 128, 128]\nsteps: [threshold, label]\noutput: n.zarr\n",
+    )
+    command = [sys.executable, "-c", "from pipeline.cli import main; main()"]
+    done = subprocess.run(
+        [*command, "run", str(path), "--scheduler", address],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "cluster: 2 workers" in done.stdout
+    stack = tifffile.imread(NUCLEI)
+    reference, count = ndimage.label(stack > threshold_otsu(stack))
+    assert f"done: {count} objects" in done.stdout
+    assert_same_partition(zarr.open_array(tmp_path / "n.zarr")[...], reference)

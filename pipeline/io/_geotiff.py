@@ -8,6 +8,7 @@ runs on any worker that sees the same path.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from ._image import Image
 from ._tiff import check_complete, open_tiff, round_up_to_tiles
 
 _STRIPED_CHUNK = 1024  # chunk edge of a striped (not tiled) file
+_QUIET_OPEN = threading.Lock()
 _UNITS = {"metre": "m", "meter": "m", "kilometre": "km", "foot": "ft", "degree": "degree"}
 
 
@@ -136,7 +138,9 @@ def _open(path: str, level: int, *, quiet: bool = True) -> Any:
     try:
         if not quiet:
             return rasterio.open(path, **options)
-        with warnings.catch_warnings():
+        # catch_warnings swaps process-wide filters: two threads interleaving it
+        # can restore the filters while the other opens, so open one at a time.
+        with _QUIET_OPEN, warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path, **options)
     except RasterioIOError as err:

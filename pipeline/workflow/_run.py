@@ -161,7 +161,7 @@ def _write(
 
 def _resolve(base: Path, path: str) -> Path:
     candidate = Path(path).expanduser()
-    return candidate if candidate.is_absolute() or "://" in path else base / candidate
+    return candidate if candidate.is_absolute() or "://" in path else (base / candidate).resolve()
 
 
 def _refuse_existing(outputs: dict[str, Path], overwrite: bool) -> None:
