@@ -29,6 +29,7 @@ from rasterio.errors import CRSError, NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from ..errors import InputValueError, ReadError, UnsupportedInputError
+from ._common import halvings
 from ._staging import check_output, staged
 
 __all__ = ["write_cog"]
@@ -169,11 +170,7 @@ def overview_count(height: int, width: int) -> int:
     >>> overview_count(352, 349), overview_count(3000, 2500), overview_count(256, 100)
     (1, 4, 0)
     """
-    count, side = 0, max(height, width)
-    while side > OVERVIEW_MIN:
-        side = -(-side // 2)
-        count += 1
-    return count
+    return halvings(height, width, OVERVIEW_MIN)
 
 
 def _open_labels(labels_zarr: str | Path) -> Any:

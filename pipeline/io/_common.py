@@ -68,3 +68,18 @@ def rechunk(data: da.Array, chunks: Chunks, axes: str) -> da.Array:
     ]
     target = spatial_chunks(chunks, axes, default)
     return data if target == data.chunksize else data.rechunk(target)
+
+
+def halvings(height: int, width: int, smallest: int) -> int:
+    """How many 2x downsamplings bring the larger side down to at most ``smallest``.
+
+    Examples
+    --------
+    >>> halvings(352, 349, 256), halvings(3000, 2500, 256), halvings(256, 100, 256)
+    (1, 4, 0)
+    """
+    count, side = 0, max(height, width)
+    while side > smallest:
+        side = -(-side // 2)
+        count += 1
+    return count

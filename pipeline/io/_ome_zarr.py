@@ -24,6 +24,7 @@ import numpy as np
 import zarr
 
 from ..errors import InputValueError, UnsupportedInputError
+from ._common import halvings
 from ._image import Image
 from ._staging import check_output, staged
 
@@ -177,11 +178,7 @@ def level_count(height: int, width: int) -> int:
     >>> level_count(64, 64), level_count(256, 300), level_count(3000, 2500)
     (2, 2, 5)
     """
-    count, side = 1, max(height, width)
-    while side > LEVEL_MIN:
-        side = -(-side // 2)
-        count += 1
-    return max(count, 2)
+    return max(halvings(height, width, LEVEL_MIN) + 1, 2)
 
 
 def _check(labels: Any, image: Any, name: Any) -> None:
