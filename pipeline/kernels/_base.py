@@ -16,7 +16,6 @@ A step is a small frozen pydantic model: its fields are its parameters
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import dask.array as da
@@ -73,6 +72,3 @@ def step_class(name: str) -> type[Step]:
         raise InputValueError(
             f"unknown step {name!r}; the steps are: {', '.join(sorted(STEPS))}"
         ) from None
-
-
-StepFactory = Callable[..., Step]
