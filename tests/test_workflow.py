@@ -109,7 +109,7 @@ def test_otsu_is_global_and_equals_skimage_without_nodata() -> None:
     [
         (
             "source: a.tif\nsteps: [{gausian: {sigma: 1}}, threshold, label]\noutput: o.zarr",
-            "unknown step 'gausian'; the steps are: gaussian, label, threshold",
+            "unknown step 'gausian'; the steps are: expression, gaussian, label",
         ),
         (
             "source: a.tif\nsteps: [{gaussian: {sigma: -1}}, threshold, label]\noutput: o.zarr",
@@ -117,7 +117,7 @@ def test_otsu_is_global_and_equals_skimage_without_nodata() -> None:
         ),
         (
             "source: a.tif\nsteps: [{threshold: {method: otsuu}}, label]\noutput: o.zarr",
-            "method: Input should be 'otsu' or 'manual' (got 'otsuu')",
+            "method: Input should be 'otsu'",
         ),
         (
             "source: a.tif\nsteps: [threshold, label]\noutput: o.zarr\nchunk: 5",

@@ -42,6 +42,11 @@ class Step(BaseModel):
         """Context needed on each side of a chunk, per spatial axis."""
         return (0,) * ndim
 
+    def bands(self, count: int) -> int:
+        """Bands an ``"image"`` step makes from ``count`` bands (the same, unless it
+        combines them)."""
+        return count
+
     def fit(self, data: da.Array, valid: da.Array | None) -> Any:
         """Global statistics over the whole image; ``valid`` marks pixels with data."""
         return None

@@ -54,6 +54,9 @@ def map_steps(
             block = step.apply(block, state)
         return block[None] if makes_mask else block
 
+    bands = data.shape[0]
+    for step in steps:
+        bands = 1 if step.output == "mask" else step.bands(bands)
     # map_overlap's chunks= are those of the padded blocks, before trimming.
     padded = [
         tuple(size + 2 * h for size in sizes)
@@ -67,7 +70,7 @@ def map_steps(
         trim=True,
         dtype=dtype,
         meta=np.empty((0,) * data.ndim, dtype=dtype),
-        chunks=((1,), *padded) if makes_mask else None,
+        chunks=((bands,), *padded),
     )
     return mapped[0] if makes_mask else mapped
 
