@@ -1,17 +1,20 @@
 """Segmentation steps: each declares its halo, its global fit and its per-chunk work."""
 
-from ._base import STEPS, Step, register, step_class
+from ._base import SEGMENTS, STEPS, Step, register, step_class
+from ._classes import MultiOtsu
 from ._components import Label
 from ._preprocess import Expression, Median, Normalize, Window
 from ._smooth import Gaussian
 from ._threshold import Threshold
 
 __all__ = [
+    "SEGMENTS",
     "STEPS",
     "Expression",
     "Gaussian",
     "Label",
     "Median",
+    "MultiOtsu",
     "Normalize",
     "Step",
     "Threshold",

@@ -10,8 +10,9 @@ A step is a small frozen pydantic model: its fields are its parameters
 - ``apply(block, state)``: the per-chunk work on a chunk plus its halo; the
   block always has a leading band axis (length 1 for single-band images);
   an ``"image"`` step returns the same layout, a ``"mask"`` step returns a
-  boolean array over the spatial axes only;
-- ``output``: what it makes, ``"image"``, ``"mask"`` or ``"labels"``.
+  boolean array over the spatial axes only, a ``"classes"`` step a uint8
+  class map over the spatial axes (0 for no class);
+- ``output``: what it makes, ``"image"``, ``"mask"``, ``"classes"`` or ``"labels"``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from pydantic import BaseModel, ConfigDict
 
 from ..errors import InputValueError
 
-Output = Literal["image", "mask", "labels"]
+Output = Literal["image", "mask", "classes", "labels"]
+
+SEGMENTS = ("mask", "classes")  # what the label step can label
 
 STEPS: dict[str, type[Step]] = {}
 

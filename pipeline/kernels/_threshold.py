@@ -87,15 +87,7 @@ class Threshold(Step):
     def fit(self, data: da.Array, valid: da.Array | None) -> float:
         if self.method == "manual" and self.value is not None:
             return self.value
-        if data.shape[0] != 1:
-            raise InputValueError(
-                f"threshold needs a single band; the image has {data.shape[0]}: "
-                "select one with source: {path: ..., bands: [n]}"
-            )
-        counts, centers = global_histogram(data[0], valid)
-        if counts.sum() == 0:
-            raise InputValueError("threshold: the image has no valid pixels to fit on")
-        counts = counts.astype(np.int64)
+        counts, centers = band_histogram(data, valid, self.name)
         if np.count_nonzero(counts) < 2:
             return float(centers[np.flatnonzero(counts)[0]])
         return float(FROM_HISTOGRAM[self.method](counts, centers))
@@ -211,6 +203,21 @@ FROM_HISTOGRAM: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "isodata": _isodata,
 }
 """Each automatic method: ``(counts, centers)`` of the whole image's histogram → threshold."""
+
+
+def band_histogram(
+    data: da.Array, valid: da.Array | None, step: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The global histogram (int64 counts, centres) of a single-band image for ``step``."""
+    if data.shape[0] != 1:
+        raise InputValueError(
+            f"{step} needs a single band; the image has {data.shape[0]}: select one with "
+            "source: {path: ..., bands: [n]} or combine them with an expression step"
+        )
+    counts, centers = global_histogram(data[0], valid)
+    if counts.sum() == 0:
+        raise InputValueError(f"{step}: the image has no valid pixels to fit on")
+    return counts.astype(np.int64), centers
 
 
 def global_histogram(values: da.Array, valid: da.Array | None) -> tuple[np.ndarray, np.ndarray]:

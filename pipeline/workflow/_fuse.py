@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 
 from ..errors import InputValueError
-from ..kernels import Step
+from ..kernels import SEGMENTS, Step
 
 
 def total_halo(steps: Sequence[Step], ndim: int) -> tuple[int, ...]:
@@ -45,9 +45,10 @@ def map_steps(
     data: da.Array, steps: Sequence[Step], states: Sequence[Any], halo: tuple[int, ...]
 ) -> da.Array:
     """Apply ``steps`` chunk by chunk to ``data`` (band axis first) in one fused map."""
-    makes_mask = steps[-1].output == "mask"
+    kind = steps[-1].output
+    makes_mask = kind in SEGMENTS  # one value per pixel: no band axis
     depth = {0: 0, **{axis: h for axis, h in enumerate(halo, start=1)}}
-    dtype = bool if makes_mask else np.float32
+    dtype = {"mask": np.dtype(bool), "classes": np.dtype(np.uint8)}.get(kind, np.dtype(np.float32))
 
     def run(block: np.ndarray) -> np.ndarray:
         for step, state in zip(steps, states, strict=True):
@@ -56,7 +57,7 @@ def map_steps(
 
     bands = data.shape[0]
     for step in steps:
-        bands = 1 if step.output == "mask" else step.bands(bands)
+        bands = 1 if step.output in SEGMENTS else step.bands(bands)
     # map_overlap's chunks= are those of the padded blocks, before trimming.
     padded = [
         tuple(size + 2 * h for size in sizes)

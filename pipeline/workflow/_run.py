@@ -80,10 +80,14 @@ def run_spec(
 
     mask = map_steps(data, mapped, states, halo)
     if image.valid is not None:
-        mask = mask & image.valid
+        mask = da.where(image.valid, mask, 0).astype(mask.dtype)
     with timer.stage("label: first pass and seams"):
         connectivity = last.connectivity if isinstance(last, Label) else 1
-        labels, num = label(mask, connectivity=min(connectivity, mask.ndim))
+        labels, num = label(
+            mask,
+            connectivity=min(connectivity, mask.ndim),
+            by_value=mapped[-1].output == "classes",
+        )
     say(f"{num} objects")
 
     record: dict[str, Any] = {

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputValueError, ReadError
-from ..kernels import Step, step_class
+from ..kernels import SEGMENTS, Step, step_class
 
 
 class WorkflowError(InputValueError):
@@ -87,9 +87,10 @@ class WorkflowSpec(BaseModel):
             raise ValueError(
                 "the last step, and only the last, must make labels (e.g. - label: {})"
             )
-        if kinds.count("mask") != 1 or kinds[-2] != "mask":
+        segments = [kind for kind in kinds if kind in SEGMENTS]
+        if len(segments) != 1 or len(kinds) < 2 or kinds[-2] not in SEGMENTS:
             raise ValueError(
-                "exactly one mask step (e.g. - threshold: {method: otsu}) must come "
+                "exactly one mask or class step (e.g. - threshold: {method: otsu}) must come "
                 "right before the label step"
             )
         return self
