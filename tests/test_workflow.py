@@ -126,7 +126,7 @@ def test_otsu_is_global_and_equals_skimage_without_nodata() -> None:
         ("steps: [threshold, label]\noutput: o.zarr", "source: Field required"),
         (
             "source: a.tif\nsteps: [label, threshold]\noutput: o.zarr",
-            "the last step, and only the last, must make labels",
+            "the steps end with one label step",
         ),
         ("source: a.tif\nsteps: [threshold, label]\noutput: {}", "name at least one of"),
         ("source: [a\n", "not valid YAML"),

@@ -3,6 +3,7 @@
 from ._base import SEGMENTS, STEPS, Step, register, step_class
 from ._classes import MultiOtsu
 from ._components import Label
+from ._postprocess import RemoveSmall
 from ._preprocess import Expression, Median, Normalize, Window
 from ._smooth import Gaussian
 from ._threshold import Threshold
@@ -16,6 +17,7 @@ __all__ = [
     "Median",
     "MultiOtsu",
     "Normalize",
+    "RemoveSmall",
     "Step",
     "Threshold",
     "Window",

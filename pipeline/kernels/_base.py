@@ -12,7 +12,10 @@ A step is a small frozen pydantic model: its fields are its parameters
   an ``"image"`` step returns the same layout, a ``"mask"`` step returns a
   boolean array over the spatial axes only, a ``"classes"`` step a uint8
   class map over the spatial axes (0 for no class);
-- ``output``: what it makes, ``"image"``, ``"mask"``, ``"classes"`` or ``"labels"``.
+- ``output``: what it makes, ``"image"``, ``"mask"``, ``"classes"`` or ``"labels"``;
+- ``finish(labels, num)``: for ``"labels"`` steps after ``label``, the work on
+  the whole stitched label map (lazy), so that an object cut by seams is
+  treated as the one object it is.
 """
 
 from __future__ import annotations
@@ -57,6 +60,10 @@ class Step(BaseModel):
     def apply(self, block: np.ndarray, state: Any) -> np.ndarray:
         """The per-chunk work."""
         raise NotImplementedError
+
+    def finish(self, labels: da.Array, num: int) -> tuple[da.Array, int]:
+        """Post-processing of the stitched labels: new labels and object count."""
+        raise NotImplementedError(f"{self.name} is not a label post-processing step")
 
     def describe(self) -> str:
         """``name(param=value, ...)``, as messages and run records show the step."""

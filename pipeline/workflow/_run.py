@@ -14,7 +14,6 @@ import dask.array as da
 
 from ..errors import OutputExistsError
 from ..io import open_image, write_cog, write_labels_zarr, write_ome_zarr
-from ..kernels import Label
 from ..stitch import label
 from ._fuse import check_chunks, fit_steps, map_steps, total_halo
 from ._record import Timer, georeference, versions
@@ -67,7 +66,7 @@ def run_spec(
             chunks=spec.chunks,
         )
     data = image.data if image.axes.startswith("c") else image.data[None]
-    *mapped, last = spec.steps
+    mapped, last, after = spec.stages()
     halo = total_halo(mapped, data.ndim - 1)
     check_chunks(data, mapped, halo)
     say(f"image {image.shape} {image.dtype} in chunks {image.data.chunksize}, halo {halo}")
@@ -82,12 +81,15 @@ def run_spec(
     if image.valid is not None:
         mask = da.where(image.valid, mask, 0).astype(mask.dtype)
     with timer.stage("label: first pass and seams"):
-        connectivity = last.connectivity if isinstance(last, Label) else 1
+        connectivity = last.connectivity
         labels, num = label(
             mask,
             connectivity=min(connectivity, mask.ndim),
             by_value=mapped[-1].output == "classes",
         )
+    for step in after:
+        with timer.stage(step.name):
+            labels, num = step.finish(labels, num)
     say(f"{num} objects")
 
     record: dict[str, Any] = {

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputValueError, ReadError
-from ..kernels import SEGMENTS, Step, step_class
+from ..kernels import SEGMENTS, Label, Step, step_class
 
 
 class WorkflowError(InputValueError):
@@ -83,17 +83,33 @@ class WorkflowSpec(BaseModel):
     @model_validator(mode="after")
     def _steps_in_order(self) -> WorkflowSpec:
         kinds = [step.output for step in self.steps]
-        if kinds[-1] != "labels" or kinds.count("labels") != 1:
+        at = label_index(self.steps)
+        if at is None or "labels" in kinds[:at] or kinds[at:].count("labels") != len(kinds) - at:
             raise ValueError(
-                "the last step, and only the last, must make labels (e.g. - label: {})"
+                "the steps end with one label step (e.g. - label: {}), followed only by "
+                "label post-processing steps (e.g. - remove_small: {min_size: 50})"
             )
-        segments = [kind for kind in kinds if kind in SEGMENTS]
-        if len(segments) != 1 or len(kinds) < 2 or kinds[-2] not in SEGMENTS:
+        segments = [kind for kind in kinds[:at] if kind in SEGMENTS]
+        if len(segments) != 1 or at < 1 or kinds[at - 1] not in SEGMENTS:
             raise ValueError(
                 "exactly one mask or class step (e.g. - threshold: {method: otsu}) must come "
                 "right before the label step"
             )
         return self
+
+    def stages(self) -> tuple[list[Step], Label, list[Step]]:
+        """The per-chunk steps, the label step, and the label post-processing steps."""
+        at = label_index(self.steps)
+        step = self.steps[at] if at is not None else None
+        if at is None or not isinstance(step, Label):  # refused by the validator already
+            raise WorkflowError("a workflow needs exactly one label step")
+        return self.steps[:at], step, self.steps[at + 1 :]
+
+
+def label_index(steps: list[Step]) -> int | None:
+    """Position of the one label step, or None when there is not exactly one."""
+    found = [i for i, step in enumerate(steps) if isinstance(step, Label)]
+    return found[0] if len(found) == 1 else None
 
 
 def _make_step(item: Any, index: int) -> Any:
