@@ -12,7 +12,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from pipeline.data import sample_path
-from pipeline.kernels import RemoveSmall
+from pipeline.kernels import KeepLargest, RemoveSmall
 from pipeline.workflow import Workflow, WorkflowError
 from tests.conftest import assert_same_partition
 
@@ -78,3 +78,18 @@ def test_post_processing_comes_after_the_one_label_step(steps: list) -> None:
 def test_min_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         RemoveSmall(min_size=0)
+
+
+def test_keep_largest_keeps_the_largest_object_across_seams() -> None:
+    rng = np.random.default_rng(9)
+    mask = ndimage.gaussian_filter(rng.random((90, 70)), 3) > 0.52
+    whole, num = ndimage.label(mask)
+    sizes = np.bincount(whole.ravel())
+    sizes[0] = 0
+    largest = int(np.argmax(sizes))
+    labels = da.from_array(whole.astype(np.uint32), chunks=(17, 23))
+    kept, count = KeepLargest().finish(labels, num)
+    assert count == 1
+    np.testing.assert_array_equal(kept.compute(), (whole == largest).astype(np.uint32))
+    empty, none = KeepLargest().finish(da.zeros((8, 8), dtype=np.uint32, chunks=4), 0)
+    assert none == 0 and not empty.compute().any()

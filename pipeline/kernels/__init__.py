@@ -3,7 +3,8 @@
 from ._base import SEGMENTS, STEPS, Step, register, step_class
 from ._classes import MultiOtsu
 from ._components import Label
-from ._postprocess import RemoveSmall
+from ._grayscale import Grayscale
+from ._postprocess import KeepLargest, RemoveSmall
 from ._preprocess import Expression, Median, Normalize, Window
 from ._smooth import Gaussian
 from ._threshold import Threshold
@@ -13,6 +14,8 @@ __all__ = [
     "STEPS",
     "Expression",
     "Gaussian",
+    "Grayscale",
+    "KeepLargest",
     "Label",
     "Median",
     "MultiOtsu",

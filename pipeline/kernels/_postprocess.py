@@ -25,14 +25,36 @@ class RemoveSmall(Step):
     min_size: int = Field(ge=1, description="smallest object kept, in pixels")
 
     def finish(self, labels: da.Array, num: int) -> tuple[da.Array, int]:
+        keep = object_sizes(labels, num) >= self.min_size
+        return keep_only(labels, keep)
+
+
+@register
+class KeepLargest(Step):
+    """Keep only the largest object (by pixels over the whole stitched map) as label 1.
+
+    Ties go to the object with the smallest id. An image with no objects stays empty.
+    """
+
+    name = "keep_largest"
+    output = "labels"
+
+    def finish(self, labels: da.Array, num: int) -> tuple[da.Array, int]:
         sizes = object_sizes(labels, num)
-        keep = sizes >= self.min_size
-        keep[0] = False
-        lut = (np.cumsum(keep) * keep).astype(labels.dtype)
-        table = dask.delayed(lut, pure=True)
-        meta = np.empty((0,) * labels.ndim, dtype=labels.dtype)
-        kept = da.map_blocks(_lookup, labels, table, dtype=labels.dtype, meta=meta)
-        return kept, int(keep.sum())
+        keep = np.zeros(num + 1, dtype=bool)
+        if num:
+            keep[1 + int(np.argmax(sizes[1:]))] = True
+        return keep_only(labels, keep)
+
+
+def keep_only(labels: da.Array, keep: np.ndarray) -> tuple[da.Array, int]:
+    """Labels where ``keep[id]``, renumbered 1..n in their previous order; the rest 0."""
+    keep = keep.copy()
+    keep[0] = False
+    table = dask.delayed((np.cumsum(keep) * keep).astype(labels.dtype), pure=True)
+    meta = np.empty((0,) * labels.ndim, dtype=labels.dtype)
+    kept = da.map_blocks(_lookup, labels, table, dtype=labels.dtype, meta=meta)
+    return kept, int(keep.sum())
 
 
 def object_sizes(labels: da.Array, num: int) -> np.ndarray:
