@@ -82,3 +82,5 @@ def test_class_map_workflow_labels_each_class_like_the_whole_image(
         count += found
     assert result.num == count
     assert_same_partition(result.labels.compute(), reference)
+    fitted = result.record["fitted"]["multi_otsu(classes=3)"]
+    np.testing.assert_array_equal(fitted, threshold_multiotsu(band, classes=3))

@@ -29,15 +29,15 @@ def total_halo(steps: Sequence[Step], ndim: int) -> tuple[int, ...]:
     return tuple(int(h) for h in halo)
 
 
-def check_chunks(data: da.Array, steps: Sequence[Step], halo: tuple[int, ...]) -> None:
+def check_chunks(data: da.Array, steps: Sequence[Step], halo: tuple[int, ...], source: str) -> None:
     """A chunk smaller than the halo cannot be mapped; say which steps need it."""
     for axis, need in enumerate(halo, start=1):
         smallest = min(data.chunks[axis])
         if need > smallest and smallest < data.shape[axis]:
             needers = ", ".join(s.describe() for s in steps if any(s.halo(len(halo))))
             raise InputValueError(
-                f"chunk size {smallest} is smaller than the halo {need} needed by {needers}; "
-                f"use chunks >= {2 * need}"
+                f"{source}: chunks: chunk size {smallest} is smaller than the halo {need} "
+                f"needed by {needers}; set chunks >= {2 * need} in the workflow"
             )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import dask.array as da
+import numpy as np
 
 from ..errors import OutputExistsError
 from ..io import open_image, write_cog, write_labels_zarr, write_ome_zarr
@@ -68,7 +69,7 @@ def run_spec(
     data = image.data if image.axes.startswith("c") else image.data[None]
     mapped, last, after = spec.stages()
     halo = total_halo(mapped, data.ndim - 1)
-    check_chunks(data, mapped, halo)
+    check_chunks(data, mapped, halo, str(image.source))
     say(f"image {image.shape} {image.dtype} in chunks {image.data.chunksize}, halo {halo}")
 
     with timer.stage("fit"):
@@ -192,11 +193,9 @@ def _record_path(outputs: dict[str, Path]) -> Path:
 
 
 def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | str):
+    """A fitted state as JSON: numbers and arrays as numbers, anything else as its repr."""
+    if value is None or isinstance(value, bool | int | float | str):
         return value
-    if isinstance(value, float):
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return repr(value)
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return repr(value)
