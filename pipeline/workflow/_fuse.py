@@ -29,7 +29,9 @@ def total_halo(steps: Sequence[Step], ndim: int) -> tuple[int, ...]:
     return tuple(int(h) for h in halo)
 
 
-def check_chunks(data: da.Array, steps: Sequence[Step], halo: tuple[int, ...], source: str) -> None:
+def check_chunks(
+    data: da.Array, steps: Sequence[Step], halo: tuple[int, ...], source: str = "image"
+) -> None:
     """A chunk smaller than the halo cannot be mapped; say which steps need it."""
     for axis, need in enumerate(halo, start=1):
         smallest = min(data.chunks[axis])
