@@ -11,8 +11,16 @@ A step is a small frozen pydantic model: its fields are its parameters
   block always has a leading band axis (length 1 for single-band images);
   an ``"image"`` step returns the same layout, a ``"mask"`` step returns a
   boolean array over the spatial axes only, a ``"classes"`` step a uint8
-  class map over the spatial axes (0 for no class);
-- ``output``: what it makes, ``"image"``, ``"mask"``, ``"classes"`` or ``"labels"``;
+  class map over the spatial axes (0 for no class), an ``"instances"`` step
+  integer object ids over the spatial axes (0 for background, any ids), halo
+  included: instance ids are stitched by matching them in the halos;
+- ``accepts``: what the step takes: ``("image",)`` for most steps; a step that
+  refines or splits a mask (opening, watershed) takes ``("mask",)`` and its
+  block is the mask, spatial axes only (a ``uses_image`` step also gets the
+  last image block, band axis first, as ``apply(block, state, image=...)``);
+  post-processing steps take ``("labels",)``;
+- ``output``: what it makes, ``"image"``, ``"mask"``, ``"classes"``,
+  ``"instances"`` or ``"labels"``;
 - ``finish(labels, num)``: for ``"labels"`` steps after ``label``, the work on
   the whole stitched label map (lazy), so that an object cut by seams is
   treated as the one object it is.
@@ -28,7 +36,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..errors import InputValueError
 
-Output = Literal["image", "mask", "classes", "labels"]
+Output = Literal["image", "mask", "classes", "instances", "labels"]
 
 SEGMENTS = ("mask", "classes")  # what the label step can label
 
@@ -43,6 +51,8 @@ class Step(BaseModel):
 
     name: ClassVar[str]
     output: ClassVar[Output] = "image"
+    accepts: ClassVar[tuple[Output, ...]] = ("image",)
+    uses_image: ClassVar[bool] = False
 
     def halo(self, ndim: int) -> tuple[int, ...]:
         """Context needed on each side of a chunk, per spatial axis."""

@@ -46,20 +46,35 @@ def check_chunks(
 def map_steps(
     data: da.Array, steps: Sequence[Step], states: Sequence[Any], halo: tuple[int, ...]
 ) -> da.Array:
-    """Apply ``steps`` chunk by chunk to ``data`` (band axis first) in one fused map."""
+    """Apply ``steps`` chunk by chunk to ``data`` (band axis first) in one fused map.
+
+    The result has no band axis when the last step makes a mask, classes or
+    instances. Instances keep the halo (blocks of chunk + 2 * halo per axis),
+    since they are stitched by matching ids there; everything else is trimmed
+    to the chunks of ``data``.
+    """
     kind = steps[-1].output
-    makes_mask = kind in SEGMENTS  # one value per pixel: no band axis
+    spatial = kind in (*SEGMENTS, "instances")  # one value per pixel: no band axis
     depth = {0: 0, **{axis: h for axis, h in enumerate(halo, start=1)}}
-    dtype = {"mask": np.dtype(bool), "classes": np.dtype(np.uint8)}.get(kind, np.dtype(np.float32))
+    dtype = np.dtype(
+        {"mask": bool, "classes": np.uint8, "instances": np.uint32}.get(kind, np.float32)
+    )
 
     def run(block: np.ndarray) -> np.ndarray:
+        image = block
         for step, state in zip(steps, states, strict=True):
-            block = step.apply(block, state)
-        return block[None] if makes_mask else block
+            if step.uses_image:
+                block = step.apply(block, state, image=image)  # type: ignore[call-arg]
+            else:
+                block = step.apply(block, state)
+            if step.output == "image":
+                image = block
+        block = block.astype(dtype, copy=False)
+        return block[None] if spatial else block
 
     bands = data.shape[0]
     for step in steps:
-        bands = 1 if step.output in SEGMENTS else step.bands(bands)
+        bands = 1 if step.output != "image" else step.bands(bands)
     # map_overlap's chunks= are those of the padded blocks, before trimming.
     padded = [
         tuple(size + 2 * h for size in sizes)
@@ -70,12 +85,12 @@ def map_steps(
         data,
         depth=depth,
         boundary="reflect",
-        trim=True,
+        trim=kind != "instances",
         dtype=dtype,
         meta=np.empty((0,) * data.ndim, dtype=dtype),
         chunks=((bands,), *padded),
     )
-    return mapped[0] if makes_mask else mapped
+    return mapped[0] if spatial else mapped
 
 
 def fit_steps(data: da.Array, steps: Sequence[Step], valid: da.Array | None) -> list[Any]:
