@@ -39,6 +39,22 @@ def assert_same_partition(labels: np.ndarray, reference: np.ndarray) -> None:
     np.testing.assert_array_equal(present, np.arange(1, present.size + 1))
 
 
+def object_f1(labels: np.ndarray, reference: np.ndarray, iou: float = 0.5) -> float:
+    """Object-level F1: a pair of objects matches when their IoU is above ``iou``
+    (>= 0.5 makes matches one to one); F1 = 2 * matches / (ours + theirs)."""
+    assert labels.shape == reference.shape
+    ours, theirs = labels.ravel().astype(np.int64), reference.ravel().astype(np.int64)
+    n_ours, n_theirs = np.unique(ours[ours != 0]).size, np.unique(theirs[theirs != 0]).size
+    if n_ours + n_theirs == 0:
+        return 1.0
+    both = (ours != 0) & (theirs != 0)
+    pairs, overlap = np.unique(np.stack([ours[both], theirs[both]]), axis=1, return_counts=True)
+    size_ours, size_theirs = np.bincount(ours), np.bincount(theirs)
+    union = size_ours[pairs[0]] + size_theirs[pairs[1]] - overlap
+    matches = int((overlap / union > iou).sum())
+    return 2 * matches / (n_ours + n_theirs)
+
+
 @pytest.fixture(scope="session")
 def local_cluster() -> Iterator[object]:
     """A real distributed cluster: a scheduler and 2 worker processes on 127.0.0.1."""

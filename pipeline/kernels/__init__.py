@@ -8,6 +8,7 @@ from ._postprocess import KeepLargest, RemoveSmall
 from ._preprocess import Expression, Median, Normalize, Window
 from ._smooth import Gaussian
 from ._threshold import Threshold
+from ._watershed import Watershed
 
 __all__ = [
     "SEGMENTS",
@@ -23,6 +24,7 @@ __all__ = [
     "RemoveSmall",
     "Step",
     "Threshold",
+    "Watershed",
     "Window",
     "register",
     "step_class",

@@ -77,7 +77,7 @@ class Step(BaseModel):
 
     def describe(self) -> str:
         """``name(param=value, ...)``, as messages and run records show the step."""
-        params = ", ".join(f"{k}={v!r}" for k, v in self.model_dump().items())
+        params = ", ".join(f"{k}={v!r}" for k, v in self.model_dump(by_alias=True).items())
         return f"{self.name}({params})"
 
 

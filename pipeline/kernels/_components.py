@@ -17,5 +17,6 @@ class Label(Step):
 
     name = "label"
     output = "labels"
+    accepts = ("mask", "classes")
 
     connectivity: int = Field(default=1, ge=1, le=3, description="1 = faces only")

@@ -21,6 +21,7 @@ class RemoveSmall(Step):
 
     name = "remove_small"
     output = "labels"
+    accepts = ("labels",)
 
     min_size: int = Field(ge=1, description="smallest object kept, in pixels")
 
@@ -38,6 +39,7 @@ class KeepLargest(Step):
 
     name = "keep_largest"
     output = "labels"
+    accepts = ("labels",)
 
     def finish(self, labels: da.Array, num: int) -> tuple[da.Array, int]:
         sizes = object_sizes(labels, num)
@@ -45,6 +47,13 @@ class KeepLargest(Step):
         if num:
             keep[1 + int(np.argmax(sizes[1:]))] = True
         return keep_only(labels, keep)
+
+
+def drop_invalid(labels: da.Array, num: int, valid: da.Array) -> tuple[da.Array, int]:
+    """Labels with the pixels outside ``valid`` set to 0; objects left with no
+    pixel are dropped and the rest renumbered 1..n in their previous order."""
+    inside = da.where(valid, labels, 0).astype(labels.dtype)
+    return keep_only(inside, object_sizes(inside, num) > 0)
 
 
 def keep_only(labels: da.Array, keep: np.ndarray) -> tuple[da.Array, int]:

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import OutputExistsError
 from ..io import open_image, write_cog, write_labels_zarr, write_ome_zarr
-from ..stitch import label
+from ..kernels._postprocess import drop_invalid
+from ..stitch import label, stitch_instances
 from ._fuse import check_chunks, fit_steps, map_steps, total_halo
 from ._record import Timer, georeference, versions
 from ._schema import WorkflowSpec
@@ -67,7 +68,7 @@ def run_spec(
             chunks=spec.chunks,
         )
     data = image.data if image.axes.startswith("c") else image.data[None]
-    mapped, last, after = spec.stages()
+    mapped, joiner, after = spec.stages()
     halo = total_halo(mapped, data.ndim - 1)
     check_chunks(data, mapped, halo, str(image.source))
     say(f"image {image.shape} {image.dtype} in chunks {image.data.chunksize}, halo {halo}")
@@ -78,16 +79,27 @@ def run_spec(
         if state is not None:
             say(f"fitted {step.describe()}: {state}")
 
-    mask = map_steps(data, mapped, states, halo)
-    if image.valid is not None:
-        mask = da.where(image.valid, mask, 0).astype(mask.dtype)
-    with timer.stage("label: first pass and seams"):
-        connectivity = last.connectivity
-        labels, num = label(
-            mask,
-            connectivity=min(connectivity, mask.ndim),
-            by_value=mapped[-1].output == "classes",
+    segments = map_steps(data, mapped, states, halo)
+    kind = mapped[-1].output
+    if kind == "instances":
+        with timer.stage("stitch instances: first pass and seams"):
+            labels, num, report = stitch_instances(segments, halo, iou=spec.seam_iou)
+        if image.valid is not None:
+            labels, num = drop_invalid(labels, num, image.valid)
+        seams: dict[str, Any] = {"method": "instances matched by IoU", **report.as_dict()}
+        say(
+            f"seams: {report.seam_pieces} pieces crossed seams, {report.matched} matched, "
+            f"{report.fragments} left as fragments, {report.merged_objects} objects merged"
         )
+    else:
+        if image.valid is not None:
+            segments = da.where(image.valid, segments, 0).astype(segments.dtype)
+        with timer.stage("label: first pass and seams"):
+            connectivity = joiner.connectivity if joiner is not None else 1
+            labels, num = label(
+                segments, connectivity=min(connectivity, segments.ndim), by_value=kind == "classes"
+            )
+        seams = {"method": "connected components (exact)"}
     for step in after:
         with timer.stage(step.name):
             labels, num = step.finish(labels, num)
@@ -105,6 +117,7 @@ def run_spec(
         "chunks": list(image.data.chunksize),
         "halo": list(halo),
         "objects": num,
+        "seams": seams,
         "versions": versions(),
         "started": started.isoformat(),
     }

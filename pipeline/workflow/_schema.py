@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputValueError, ReadError
-from ..kernels import SEGMENTS, Label, Step, step_class
+from ..kernels import Label, Step, step_class
 
 
 class WorkflowError(InputValueError):
@@ -52,6 +52,7 @@ class WorkflowSpec(BaseModel):
 
     source: Source
     chunks: int | list[int] | None = None
+    seam_iou: float = Field(default=0.5, ge=0.5, lt=1)
     steps: list[Step] = Field(min_length=1)
     output: Outputs
 
@@ -82,34 +83,39 @@ class WorkflowSpec(BaseModel):
 
     @model_validator(mode="after")
     def _steps_in_order(self) -> WorkflowSpec:
-        kinds = [step.output for step in self.steps]
-        at = label_index(self.steps)
-        if at is None or "labels" in kinds[:at] or kinds[at:].count("labels") != len(kinds) - at:
-            raise ValueError(
-                "the steps end with one label step (e.g. - label: {}), followed only by "
-                "label post-processing steps (e.g. - remove_small: {min_size: 50})"
-            )
-        segments = [kind for kind in kinds[:at] if kind in SEGMENTS]
-        if len(segments) != 1 or at < 1 or kinds[at - 1] not in SEGMENTS:
-            raise ValueError(
-                "exactly one mask or class step (e.g. - threshold: {method: otsu}) must come "
-                "right before the label step"
-            )
+        made = "image"
+        for number, step in enumerate(self.steps, start=1):
+            if made not in step.accepts:
+                raise ValueError(
+                    f"step {number} ({step.name}) takes {' or '.join(step.accepts)} but the "
+                    f"steps before it make {_KIND_NAMES[made]}; {_ORDER}"
+                )
+            made = "labels" if step.output == "instances" else step.output
+        if made != "labels":
+            raise ValueError(f"the steps make {_KIND_NAMES[made]}, not labels; {_ORDER}")
         return self
 
-    def stages(self) -> tuple[list[Step], Label, list[Step]]:
-        """The per-chunk steps, the label step, and the label post-processing steps."""
-        at = label_index(self.steps)
-        step = self.steps[at] if at is not None else None
-        if at is None or not isinstance(step, Label):  # refused by the validator already
-            raise WorkflowError("a workflow needs exactly one label step")
-        return self.steps[:at], step, self.steps[at + 1 :]
+    def stages(self) -> tuple[list[Step], Label | None, list[Step]]:
+        """The per-chunk steps, the label step (None when the per-chunk steps end in
+        instances, which are stitched by matching), and the label post-processing steps."""
+        at = next(i for i, step in enumerate(self.steps) if step.output == "labels")
+        joiner = self.steps[at]
+        if isinstance(joiner, Label):
+            return self.steps[:at], joiner, self.steps[at + 1 :]
+        return self.steps[:at], None, self.steps[at:]
 
 
-def label_index(steps: list[Step]) -> int | None:
-    """Position of the one label step, or None when there is not exactly one."""
-    found = [i for i, step in enumerate(steps) if isinstance(step, Label)]
-    return found[0] if len(found) == 1 else None
+_KIND_NAMES = {
+    "image": "an image",
+    "mask": "a mask",
+    "classes": "a class map",
+    "labels": "labels",
+}
+_ORDER = (
+    "the steps end with one label step (e.g. - label: {}) after a mask or class step, "
+    "or with an instance step (e.g. - watershed: {} after a mask), followed only by "
+    "label post-processing steps (e.g. - remove_small: {min_size: 50})"
+)
 
 
 def _make_step(item: Any, index: int) -> Any:

@@ -18,12 +18,17 @@ class Workflow:
     source
         A path, or ``{"path": ..., "level": ..., "bands": [...]}``.
     steps
-        Step objects or ``{"name": {params}}`` mappings, as in YAML; the last is
-        ``label``, right after one mask step such as ``threshold``.
+        Step objects or ``{"name": {params}}`` mappings, as in YAML: image steps,
+        one mask or class step (e.g. ``threshold``) and ``label``, or a mask and an
+        instance step (e.g. ``watershed``); then label post-processing steps.
     output
         A label zarr path, or ``{"labels": ..., "geotiff": ..., "ome_zarr": ...}``.
     chunks
         Chunk size: one int, or one per spatial axis; default the source's own.
+    seam_iou
+        Instance steps (watershed, superpixels, models): pieces of an object
+        seen by two chunks are joined when their IoU in the shared halo is
+        above this (0.5 to 1).
     base
         Folder that relative paths are taken from (a YAML file's own folder).
 
@@ -47,10 +52,17 @@ class Workflow:
         output: Any,
         chunks: int | list[int] | None = None,
         *,
+        seam_iou: float = 0.5,
         base: str | Path | None = None,
         origin: str = "workflow",
     ) -> None:
-        data = {"source": source, "steps": steps, "output": output, "chunks": chunks}
+        data = {
+            "source": source,
+            "steps": steps,
+            "output": output,
+            "chunks": chunks,
+            "seam_iou": seam_iou,
+        }
         self.spec: WorkflowSpec = validate_spec(data, origin)
         self.base = Path(base) if base is not None else Path.cwd()
 
