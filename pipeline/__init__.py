@@ -14,7 +14,8 @@ from .errors import (
     UnsupportedInputError,
 )
 from .io import Image, open_image
-from .stitch import label
+from .kernels import step
+from .stitch import SeamReport, label, stitch_instances
 from .workflow import RunResult, Workflow, WorkflowError
 
 try:
@@ -30,10 +31,13 @@ __all__ = [
     "PipelineError",
     "ReadError",
     "RunResult",
+    "SeamReport",
     "UnsupportedInputError",
     "Workflow",
     "WorkflowError",
     "__version__",
     "label",
     "open_image",
+    "step",
+    "stitch_instances",
 ]

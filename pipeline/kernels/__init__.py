@@ -3,6 +3,7 @@
 from ._base import SEGMENTS, STEPS, Step, register, step_class
 from ._classes import MultiOtsu
 from ._components import Label
+from ._custom import step
 from ._grayscale import Grayscale
 from ._postprocess import KeepLargest, RemoveSmall
 from ._preprocess import Expression, Median, Normalize, Window
@@ -27,5 +28,6 @@ __all__ = [
     "Watershed",
     "Window",
     "register",
+    "step",
     "step_class",
 ]

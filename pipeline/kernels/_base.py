@@ -90,7 +90,11 @@ def register(cls: type[Step]) -> type[Step]:
 
 
 def step_class(name: str) -> type[Step]:
-    """The step registered as ``name``."""
+    """The step registered as ``name``, or a custom step's ``module:function``."""
+    if name not in STEPS and ":" in name:
+        from ._custom import import_step
+
+        return import_step(name)
     try:
         return STEPS[name]
     except KeyError:

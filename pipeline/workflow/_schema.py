@@ -98,8 +98,10 @@ class WorkflowSpec(BaseModel):
     def stages(self) -> tuple[list[Step], Label | None, list[Step]]:
         """The per-chunk steps, the label step (None when the per-chunk steps end in
         instances, which are stitched by matching), and the label post-processing steps."""
-        at = next(i for i, step in enumerate(self.steps) if step.output == "labels")
-        joiner = self.steps[at]
+        at = next(
+            (i for i, step in enumerate(self.steps) if step.output == "labels"), len(self.steps)
+        )
+        joiner = self.steps[at] if at < len(self.steps) else None
         if isinstance(joiner, Label):
             return self.steps[:at], joiner, self.steps[at + 1 :]
         return self.steps[:at], None, self.steps[at:]
