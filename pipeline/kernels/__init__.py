@@ -5,7 +5,8 @@ from ._classes import MultiOtsu
 from ._components import Label
 from ._custom import step
 from ._grayscale import Grayscale
-from ._postprocess import KeepLargest, RemoveSmall
+from ._holes import FillHoles
+from ._postprocess import ClearBorder, KeepLargest, RemoveSmall
 from ._preprocess import Expression, Median, Normalize, Window
 from ._smooth import Gaussian
 from ._threshold import Threshold
@@ -14,7 +15,9 @@ from ._watershed import Watershed
 __all__ = [
     "SEGMENTS",
     "STEPS",
+    "ClearBorder",
     "Expression",
+    "FillHoles",
     "Gaussian",
     "Grayscale",
     "KeepLargest",

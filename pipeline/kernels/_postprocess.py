@@ -49,11 +49,41 @@ class KeepLargest(Step):
         return keep_only(labels, keep)
 
 
+@register
+class ClearBorder(Step):
+    """Remove the objects that touch the image border, as
+    ``skimage.segmentation.clear_border``; the rest are renumbered 1..n in order.
+
+    After ``invert`` of an edge mask and ``label``, what remains are the regions
+    enclosed by edges.
+    """
+
+    name = "clear_border"
+    output = "labels"
+    accepts = ("labels",)
+
+    def finish(self, labels: da.Array, num: int) -> tuple[da.Array, int]:
+        keep = np.ones(num + 1, dtype=bool)
+        keep[border_ids(labels)] = False
+        return keep_only(labels, keep)
+
+
 def drop_invalid(labels: da.Array, num: int, valid: da.Array) -> tuple[da.Array, int]:
     """Labels with the pixels outside ``valid`` set to 0; objects left with no
     pixel are dropped and the rest renumbered 1..n in their previous order."""
     inside = da.where(valid, labels, 0).astype(labels.dtype)
     return keep_only(inside, object_sizes(inside, num) > 0)
+
+
+def border_ids(labels: da.Array) -> np.ndarray:
+    """The ids found on the image border (0 included when background touches it)."""
+    faces = []
+    for axis in range(labels.ndim):
+        for index in (0, -1):
+            cut = [slice(None)] * labels.ndim
+            cut[axis] = index
+            faces.append(da.unique(labels[tuple(cut)]))
+    return np.unique(np.concatenate(dask.compute(*faces)))
 
 
 def keep_only(labels: da.Array, keep: np.ndarray) -> tuple[da.Array, int]:
