@@ -2,13 +2,17 @@
 
 from ._base import SEGMENTS, STEPS, Step, register, step_class
 from ._classes import MultiOtsu
+from ._classifier import PixelClassifier
 from ._components import Label
 from ._custom import step
 from ._grayscale import Grayscale
 from ._holes import FillHoles
+from ._kmeans import KMeans
+from ._model import Model
 from ._postprocess import ClearBorder, KeepLargest, RemoveSmall
 from ._preprocess import Expression, Median, Normalize, Window
 from ._smooth import Gaussian
+from ._superpixels import Felzenszwalb, Slic
 from ._threshold import Threshold
 from ._watershed import Watershed
 
@@ -17,15 +21,20 @@ __all__ = [
     "STEPS",
     "ClearBorder",
     "Expression",
+    "Felzenszwalb",
     "FillHoles",
     "Gaussian",
     "Grayscale",
+    "KMeans",
     "KeepLargest",
     "Label",
     "Median",
+    "Model",
     "MultiOtsu",
     "Normalize",
+    "PixelClassifier",
     "RemoveSmall",
+    "Slic",
     "Step",
     "Threshold",
     "Watershed",

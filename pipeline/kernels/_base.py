@@ -28,11 +28,12 @@ A step is a small frozen pydantic model: its fields are its parameters
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import dask.array as da
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo
 
 from ..errors import InputValueError
 
@@ -79,6 +80,15 @@ class Step(BaseModel):
         """``name(param=value, ...)``, as messages and run records show the step."""
         params = ", ".join(f"{k}={v!r}" for k, v in self.model_dump(by_alias=True).items())
         return f"{self.name}({params})"
+
+
+def resolve_path(value: str | Path, info: ValidationInfo) -> Path:
+    """A file named in a step's parameters: a relative path is taken from the
+    workflow file's folder (the validation context's ``base``), else from the
+    current directory."""
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base") if info is not None else None
+    return path if path.is_absolute() else (Path(base or Path.cwd()) / path).absolute()
 
 
 def register(cls: type[Step]) -> type[Step]:

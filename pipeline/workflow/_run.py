@@ -106,7 +106,7 @@ def run_spec(
     say(f"{num} objects")
 
     record: dict[str, Any] = {
-        "workflow": json.loads(spec.model_dump_json()),
+        "workflow": json.loads(spec.model_dump_json(serialize_as_any=True, by_alias=True)),
         "steps": [step.describe() for step in spec.steps],
         "fitted": {step.describe(): _jsonable(s) for step, s in zip(mapped, states, strict=True)},
         "source": {

@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import InputValueError, ReadError
 from ..kernels import Label, Step, step_class
@@ -76,10 +84,10 @@ class WorkflowSpec(BaseModel):
 
     @field_validator("steps", mode="before")
     @classmethod
-    def _steps_from_names(cls, value: Any) -> Any:
+    def _steps_from_names(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, list):
             return value
-        return [_make_step(item, index) for index, item in enumerate(value)]
+        return [_make_step(item, index, info.context) for index, item in enumerate(value)]
 
     @model_validator(mode="after")
     def _steps_in_order(self) -> WorkflowSpec:
@@ -120,7 +128,7 @@ _ORDER = (
 )
 
 
-def _make_step(item: Any, index: int) -> Any:
+def _make_step(item: Any, index: int, context: Any) -> Any:
     if isinstance(item, Step):
         return item
     if isinstance(item, str):
@@ -133,7 +141,7 @@ def _make_step(item: Any, index: int) -> Any:
     ((name, params),) = item.items()
     cls = step_class(str(name))
     try:
-        return cls(**(params or {}))
+        return cls.model_validate(params or {}, context=context)
     except ValidationError as error:
         raise ValueError(f"{name}: {_describe(error)}") from None
 
@@ -146,10 +154,14 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def validate_spec(data: Any, origin: str) -> WorkflowSpec:
-    """``data`` (as read from YAML, or given in Python) as a checked WorkflowSpec."""
+def validate_spec(data: Any, origin: str, base: Path | None = None) -> WorkflowSpec:
+    """``data`` (as read from YAML, or given in Python) as a checked WorkflowSpec.
+
+    Relative file paths in step parameters are taken from ``base`` (the
+    workflow file's folder), else from the current directory.
+    """
     try:
-        return WorkflowSpec.model_validate(data)
+        return WorkflowSpec.model_validate(data, context={"base": base or Path.cwd()})
     except ValidationError as error:
         raise WorkflowError(f"{origin}: {_describe(error)}") from None
     except InputValueError as error:
@@ -171,4 +183,4 @@ def read_spec(path: Path) -> WorkflowSpec:
             f"{path}: a workflow is a mapping with source, steps and output; "
             f"got {type(data).__name__}"
         )
-    return validate_spec(data, str(path))
+    return validate_spec(data, str(path), path.resolve().parent)

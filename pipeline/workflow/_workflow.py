@@ -63,8 +63,8 @@ class Workflow:
             "chunks": chunks,
             "seam_iou": seam_iou,
         }
-        self.spec: WorkflowSpec = validate_spec(data, origin)
         self.base = Path(base) if base is not None else Path.cwd()
+        self.spec: WorkflowSpec = validate_spec(data, origin, self.base)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Workflow:
