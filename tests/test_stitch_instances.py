@@ -242,16 +242,19 @@ def test_watershed_workflow_on_a_cluster_records_the_seams(
     assert seams["seam_pieces"] == seams["matched"] + seams["fragments"] > 0
 
 
-def test_gradient_watershed_uses_the_image() -> None:
-    image = np.zeros((40, 40), dtype=np.float32)
-    image[5:35, 5:20] = 1.0
-    image[5:35, 20:35] = 2.0  # two touching flat regions with an edge between them
-    mask = image > 0
-    step = Watershed(min_distance=3, surface="gradient", markers="h_maxima", h=1.0)
-    labels = step.apply(mask, None, image=image[None])
-    assert len(np.unique(labels[mask])) >= 2
-    # the boundary between objects lies on the image edge
-    assert len(np.unique(labels[5:35, 8:17])) == 1 and len(np.unique(labels[5:35, 23:32])) == 1
+def test_gradient_watershed_splits_along_the_image_edge() -> None:
+    yy, xx = np.mgrid[:60, :90]
+    mask = ((yy - 30) ** 2 + (xx - 30) ** 2 < 20**2) | ((yy - 30) ** 2 + (xx - 60) ** 2 < 20**2)
+    image = np.where(xx < 38, 1.0, 3.0).astype(np.float32)  # an edge left of the neck (x=45)
+    by_gradient = Watershed(min_distance=10, surface="gradient").apply(
+        mask, None, image=image[None]
+    )
+    by_distance = Watershed(min_distance=10).apply(mask, None, image=image[None])
+    for labels in (by_gradient, by_distance):
+        assert len(np.unique(labels[mask])) == 2
+    row = by_gradient[30]
+    assert row[36] != row[40]  # split at the edge
+    assert by_distance[30, 36] == by_distance[30, 40] != by_distance[30, 52]  # split at the neck
 
 
 @pytest.mark.parametrize(

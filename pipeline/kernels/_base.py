@@ -17,7 +17,9 @@ A step is a small frozen pydantic model: its fields are its parameters
 - ``accepts``: what the step takes: ``("image",)`` for most steps; a step that
   refines or splits a mask (opening, watershed) takes ``("mask",)`` and its
   block is the mask, spatial axes only (a ``uses_image`` step also gets the
-  last image block, band axis first, as ``apply(block, state, image=...)``);
+  last image block, band axis first, as ``apply(block, state, image=...)``;
+  a ``uses_origin`` step gets where the block's first pixel lies in the image,
+  halo included, as ``origin=(row, col)``);
   post-processing steps take ``("labels",)``;
 - ``output``: what it makes, ``"image"``, ``"mask"``, ``"classes"``,
   ``"instances"`` or ``"labels"``;
@@ -54,6 +56,7 @@ class Step(BaseModel):
     output: ClassVar[Output] = "image"
     accepts: ClassVar[tuple[Output, ...]] = ("image",)
     uses_image: ClassVar[bool] = False
+    uses_origin: ClassVar[bool] = False
 
     def halo(self, ndim: int) -> tuple[int, ...]:
         """Context needed on each side of a chunk, per spatial axis."""

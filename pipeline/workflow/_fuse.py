@@ -60,13 +60,19 @@ def map_steps(
         {"mask": bool, "classes": np.uint8, "instances": np.uint32}.get(kind, np.float32)
     )
 
-    def run(block: np.ndarray) -> np.ndarray:
+    starts = [np.cumsum((0, *sizes[:-1])) for sizes in data.chunks[1:]]
+
+    def run(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
         image = block
+        where = block_info[0]["chunk-location"][1:] if block_info else (0,) * len(halo)
+        # Where the padded block's first pixel lies in the image (negative in the halo
+        # before the image's first pixel).
+        origin = tuple(int(s[i]) - h for s, i, h in zip(starts, where, halo, strict=True))
         for step, state in zip(steps, states, strict=True):
-            if step.uses_image:
-                block = step.apply(block, state, image=image)  # type: ignore[call-arg]
-            else:
-                block = step.apply(block, state)
+            extra: dict[str, Any] = {"image": image} if step.uses_image else {}
+            if step.uses_origin:
+                extra["origin"] = origin
+            block = step.apply(block, state, **extra)
             if step.output == "image":
                 image = block
         block = block.astype(dtype, copy=False)
