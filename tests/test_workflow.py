@@ -109,7 +109,7 @@ def test_otsu_is_global_and_equals_skimage_without_nodata() -> None:
     [
         (
             "source: a.tif\nsteps: [{gausian: {sigma: 1}}, threshold, label]\noutput: o.zarr",
-            "unknown step 'gausian'; the steps are: clear_border, ",
+            "unknown step 'gausian'; the steps are: canny, clear_border, ",
         ),
         (
             "source: a.tif\nsteps: [{gaussian: {sigma: -1}}, threshold, label]\noutput: o.zarr",

@@ -5,10 +5,13 @@ from ._classes import MultiOtsu
 from ._classifier import PixelClassifier
 from ._components import Label
 from ._custom import step
+from ._edges import Canny, Edges, Invert
 from ._grayscale import Grayscale
 from ._holes import FillHoles
 from ._kmeans import KMeans
 from ._model import Model
+from ._morphology import Closing, Opening
+from ._nodata import MaskNodata
 from ._postprocess import ClearBorder, KeepLargest, RemoveSmall
 from ._preprocess import Expression, Median, Normalize, Window
 from ._smooth import Gaussian
@@ -19,19 +22,25 @@ from ._watershed import Watershed
 __all__ = [
     "SEGMENTS",
     "STEPS",
+    "Canny",
     "ClearBorder",
+    "Closing",
+    "Edges",
     "Expression",
     "Felzenszwalb",
     "FillHoles",
     "Gaussian",
     "Grayscale",
+    "Invert",
     "KMeans",
     "KeepLargest",
     "Label",
+    "MaskNodata",
     "Median",
     "Model",
     "MultiOtsu",
     "Normalize",
+    "Opening",
     "PixelClassifier",
     "RemoveSmall",
     "Slic",

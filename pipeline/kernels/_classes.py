@@ -27,6 +27,15 @@ class MultiOtsu(Step):
     than ``MAX_BINS`` integer levels (16-bit scans) is regrouped into 256 bins
     over the global range first, as scikit-image bins float images. The label
     step then labels each class's connected regions separately.
+
+    NaN pixels (from ``mask_nodata``, say) are left out of the histogram and
+    get class 0, as nodata does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> MultiOtsu(classes=3).apply(np.array([[[1.0, 5.0, np.nan, 9.0]]]), np.array([3.0, 7.0]))
+    array([[1, 2, 0, 3]], dtype=uint8)
     """
 
     name = "multi_otsu"
@@ -47,7 +56,11 @@ class MultiOtsu(Step):
         return np.asarray(threshold_multiotsu(hist=(counts, centers), classes=self.classes))
 
     def apply(self, block: np.ndarray, state: Any) -> np.ndarray:
-        return (np.digitize(block[0], bins=state) + 1).astype(np.uint8)
+        values = block[0]
+        classes = (np.digitize(values, bins=state) + 1).astype(np.uint8)
+        if values.dtype.kind == "f":
+            classes[np.isnan(values)] = 0
+        return classes
 
 
 def _regroup(counts: np.ndarray, centers: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:

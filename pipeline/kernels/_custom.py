@@ -27,10 +27,15 @@ import numpy as np
 from pydantic import create_model
 
 from ..errors import InputValueError
-from ._base import STEPS, Step
+from ._base import STEPS, Output, Step
 
-_OUTPUTS = {"image": "image", "mask": "mask", "classes": "classes", "labels": "instances"}
-_INPUTS = ("image", "mask")
+_OUTPUTS: dict[str, Output] = {
+    "image": "image",
+    "mask": "mask",
+    "classes": "classes",
+    "labels": "instances",
+}
+_INPUTS: tuple[Output, ...] = ("image", "mask")
 
 
 def step(
@@ -101,7 +106,7 @@ def step(
         if known is not None and not issubclass(known, _FunctionStep):
             raise InputValueError(f"a step named {step_name!r} is registered already")
         fields = _parameters(function)
-        cls = create_model(  # type: ignore[call-overload]
+        cls = create_model(
             function.__name__,
             __base__=_FunctionStep,
             __module__=function.__module__,
@@ -111,7 +116,7 @@ def step(
         cls.__doc__ = function.__doc__
         cls.name = step_name
         cls.output = _OUTPUTS[output]
-        cls.accepts = (accepts,)
+        cls.accepts = (_OUTPUTS[accepts],)
         cls.function = staticmethod(function)
         cls.widths = widths
         cls.band_count = bands

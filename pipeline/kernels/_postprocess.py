@@ -80,7 +80,7 @@ def border_ids(labels: da.Array) -> np.ndarray:
     faces = []
     for axis in range(labels.ndim):
         for index in (0, -1):
-            cut = [slice(None)] * labels.ndim
+            cut: list[slice | int] = [slice(None)] * labels.ndim
             cut[axis] = index
             faces.append(da.unique(labels[tuple(cut)]))
     return np.unique(np.concatenate(dask.compute(*faces)))

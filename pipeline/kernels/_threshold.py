@@ -21,7 +21,12 @@ mean      exact                       within half a bin width (bin centres
 ========  ==========================  =========================================
 
 "Exact" means equal to the ``skimage.filters.threshold_<method>`` of the whole
-image (of ``image[valid]`` with a nodata mask), bit for bit.
+image (of ``image[valid]`` with a nodata mask), bit for bit. NaN pixels (from
+``mask_nodata``, say) are left out of the histogram, as nodata is.
+
+``method="local"`` is not global: each pixel is compared with a statistic of
+its ``block_size`` wide neighbourhood, ``skimage.filters.threshold_local``,
+computed per chunk with the halo the window needs (see :class:`Threshold`).
 """
 
 from __future__ import annotations
@@ -32,23 +37,27 @@ from typing import Any, Literal
 import dask
 import dask.array as da
 import numpy as np
-from pydantic import model_validator
-from skimage.filters import threshold_isodata, threshold_otsu, threshold_yen
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from scipy import ndimage
+from skimage.filters import threshold_isodata, threshold_local, threshold_otsu, threshold_yen
 
 from ..errors import InputValueError
 from ._base import Step, register
+from ._smooth import TRUNCATE  # skimage's gaussian uses scipy's default too
 
 FLOAT_BINS = 256  # skimage's default for float images
 
-Method = Literal["otsu", "li", "yen", "triangle", "mean", "isodata", "manual"]
+Method = Literal["otsu", "li", "yen", "triangle", "mean", "isodata", "manual", "local"]
+LocalMethod = Literal["gaussian", "mean", "median"]
 
 
 @register
 class Threshold(Step):
-    """Foreground where the (single-band) value is above (or below) one global threshold.
+    """Foreground where the (single-band) value is above (or below) a threshold: one
+    global threshold, or a local one per pixel.
 
-    Every method but ``"manual"`` fits the threshold on the histogram of the
-    whole image (nodata excluded) in a distributed pass before the per-chunk
+    Every global method but ``"manual"`` fits the threshold on the histogram of the
+    whole image (nodata and NaN excluded) in a distributed pass before the per-chunk
     map, so every chunk uses the same value, equal to the matching
     ``skimage.filters.threshold_<method>`` of the whole image (see the module
     docstring for where that is exact and where it is within a bin).
@@ -61,12 +70,51 @@ class Threshold(Step):
     from every method (otsu and yen: ``low``; the others between), so
     ``high`` is foreground.
 
+    ``method="local"`` (adaptive thresholding) compares each pixel with
+    ``skimage.filters.threshold_local(image, block_size, local_method,
+    offset=offset, mode="reflect")``: a statistic of its ``block_size`` wide
+    neighbourhood minus ``offset``; nothing is fitted globally. Its halo is
+    the window's reach: ``int(4 * sigma + 0.5)`` with skimage's
+    ``sigma = (block_size - 1) / 6`` for ``"gaussian"`` (scipy's truncated
+    kernel), ``block_size // 2`` for ``"mean"`` and ``"median"``. Chunked
+    ``"gaussian"`` and ``"median"`` masks equal the whole-image mask exactly.
+    ``"mean"`` sums each window directly (exact for integer images) where
+    scipy's ``uniform_filter`` keeps a running sum along each line, whose
+    rounding depends on where the line starts: the two differ only on pixels
+    equal to their window's mean up to that rounding (ties), which are
+    background here, as exact arithmetic says, for every chunking.
+
+    A NaN pixel is never foreground, with either ``foreground`` (NaN compares
+    false); with ``"local"`` a NaN in a window makes its gaussian or mean NaN,
+    so the pixels around a NaN are background too.
+
+    Parameters
+    ----------
+    method
+        ``otsu``, ``li``, ``yen``, ``triangle``, ``mean``, ``isodata`` (global,
+        fitted), ``manual`` (global, ``value``) or ``local``.
+    value
+        The threshold of ``method="manual"``.
+    foreground
+        ``"above"``: values above the threshold; ``"below"``: values at or below it.
+    block_size
+        ``method="local"`` only: the window width in pixels along each axis, odd, >= 3.
+    local_method
+        ``method="local"`` only: ``"gaussian"`` (weighted mean), ``"mean"`` or ``"median"``.
+    offset
+        ``method="local"`` only: subtracted from the local statistic.
+
     Examples
     --------
     >>> import dask.array as da, numpy as np
     >>> image = da.from_array(np.array([[1, 1, 2], [8, 9, 9]], np.uint8), chunks=1)
     >>> round(Threshold(method="li").fit(image[None], None), 4)
     3.3388
+    >>> step = Threshold(method="local", block_size=3, local_method="mean")
+    >>> step.halo(2)
+    (1, 1)
+    >>> step.apply(np.array([[[1, 2, 3, 9, 3]]], np.uint8), None)
+    array([[False, False, False,  True, False]])
     """
 
     name = "threshold"
@@ -75,6 +123,34 @@ class Threshold(Step):
     method: Method = "otsu"
     value: float | None = None
     foreground: Literal["above", "below"] = "above"
+    block_size: int | None = Field(
+        default=None, ge=3, validate_default=True, description="local window width, odd"
+    )
+    local_method: LocalMethod = "gaussian"
+    offset: float = Field(default=0.0, allow_inf_nan=False, description="local: subtracted")
+
+    @field_validator("block_size")
+    @classmethod
+    def _block_size_matches_method(cls, size: int | None, info: ValidationInfo) -> int | None:
+        method = info.data.get("method")
+        if method is None:
+            return size  # the method itself is invalid, and reported
+        if method == "local" and size is None:
+            raise ValueError(
+                "method 'local' needs block_size, the odd width of the window in pixels, "
+                "e.g. {method: local, block_size: 35}"
+            )
+        if method != "local" and size is not None:
+            raise ValueError(
+                f"block_size is only for method 'local', not {method!r}; drop it, or use "
+                f"{{method: local, block_size: {size}}}"
+            )
+        if size is not None and size % 2 == 0:
+            raise ValueError(
+                f"block_size {size} is even; the window needs a centre pixel: use "
+                f"{size - 1} or {size + 1}"
+            )
+        return size
 
     @model_validator(mode="after")
     def _value_matches_method(self) -> Threshold:
@@ -82,9 +158,24 @@ class Threshold(Step):
             raise ValueError("method 'manual' needs a value, e.g. {method: manual, value: 0.5}")
         if self.method != "manual" and self.value is not None:
             raise ValueError(f"value is only for method 'manual', not {self.method!r}")
+        if self.method != "local":
+            for field in ("local_method", "offset"):
+                if field in self.model_fields_set:
+                    raise ValueError(
+                        f"{field} is only for method 'local', not {self.method!r}; drop it, or "
+                        "use e.g. {method: local, block_size: 35, " + f"{field}: ...}}"
+                    )
         return self
 
-    def fit(self, data: da.Array, valid: da.Array | None) -> float:
+    def halo(self, ndim: int) -> tuple[int, ...]:
+        if self.method != "local" or self.block_size is None:
+            return (0,) * ndim
+        return (local_reach(self.block_size, self.local_method),) * ndim
+
+    def fit(self, data: da.Array, valid: da.Array | None) -> float | None:
+        if self.method == "local":
+            single_band(data, self.name)
+            return None
         if self.method == "manual" and self.value is not None:
             return self.value
         counts, centers = band_histogram(data, valid, self.name)
@@ -94,7 +185,61 @@ class Threshold(Step):
 
     def apply(self, block: np.ndarray, state: Any) -> np.ndarray:
         values = block[0]
+        if self.method == "local" and self.block_size is not None:
+            state = self._local(values, self.block_size)
         return values > state if self.foreground == "above" else values <= state
+
+    def _local(self, values: np.ndarray, size: int) -> np.ndarray:
+        """The threshold image of ``skimage.filters.threshold_local``."""
+        if self.local_method == "mean":
+            # skimage's float type: float32 for float16/32 images, float64 for the rest
+            floats = np.dtype(
+                np.float32 if values.dtype in (np.float16, np.float32) else np.float64
+            )
+            mean: np.ndarray = window_mean(values, size).astype(floats)
+            return mean - self.offset
+        thresholds: np.ndarray = threshold_local(
+            values, size, self.local_method, offset=self.offset, mode="reflect"
+        )
+        return thresholds
+
+
+def local_reach(block_size: int, method: str) -> int:
+    """Pixels of context ``threshold_local(block_size, method)`` reads on each side.
+
+    Examples
+    --------
+    >>> local_reach(35, "gaussian"), local_reach(35, "mean"), local_reach(5, "gaussian")
+    (23, 17, 3)
+    """
+    if method == "gaussian":
+        sigma = (block_size - 1) / 6.0  # skimage's sigma for the block size
+        return int(TRUNCATE * sigma + 0.5)  # scipy's gaussian_filter1d radius
+    if method in ("mean", "median"):
+        return block_size // 2
+    raise InputValueError(
+        f"unknown local method {method!r}; the methods are gaussian, mean, median"
+    )
+
+
+def window_mean(values: np.ndarray, size: int) -> np.ndarray:
+    """Mean of each ``size`` wide window (float64), edges reflected like scipy's ``"reflect"``.
+
+    Each window is summed on its own (a correlation with ones, one axis after
+    the other), so a pixel's mean does not depend on where its line starts,
+    and for integer images the sums are exact.
+
+    Examples
+    --------
+    >>> window_mean(np.array([1, 2, 6]), 3)
+    array([1.33333333, 3.        , 4.66666667])
+    """
+    sums = values.astype(np.float64)
+    ones = np.ones(size)
+    for axis in range(sums.ndim):
+        sums = ndimage.correlate1d(sums, ones, axis=axis, mode="reflect")
+    mean: np.ndarray = sums / float(size) ** sums.ndim
+    return mean
 
 
 def _otsu(counts: np.ndarray, centers: np.ndarray) -> float:
@@ -208,16 +353,24 @@ FROM_HISTOGRAM: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 def band_histogram(
     data: da.Array, valid: da.Array | None, step: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The global histogram (int64 counts, centres) of a single-band image for ``step``."""
+    """The global histogram (int64 counts, centres) of a single-band image for ``step``.
+
+    NaN pixels are left out, as pixels outside ``valid`` are.
+    """
+    single_band(data, step)
+    counts, centers = global_histogram(data[0], valid)
+    if counts.sum() == 0:
+        raise InputValueError(f"{step}: the image has no valid pixels to fit on")
+    return counts.astype(np.int64), centers
+
+
+def single_band(data: da.Array, step: str) -> None:
+    """Refuse an image (band axis first) of more than one band for ``step``."""
     if data.shape[0] != 1:
         raise InputValueError(
             f"{step} needs a single band; the image has {data.shape[0]}: select one with "
             "source: {path: ..., bands: [n]} or combine them with an expression step"
         )
-    counts, centers = global_histogram(data[0], valid)
-    if counts.sum() == 0:
-        raise InputValueError(f"{step}: the image has no valid pixels to fit on")
-    return counts.astype(np.int64), centers
 
 
 def global_histogram(values: da.Array, valid: da.Array | None) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +378,8 @@ def global_histogram(values: da.Array, valid: da.Array | None) -> tuple[np.ndarr
 
     Integer images of at most 16 bits: one bin per value between the global
     minimum and maximum, in one pass. Other images: 256 bins over the global
-    range, in two passes (range, then counts).
+    range, in two passes (range, then counts); NaN pixels are left out, as
+    pixels outside ``valid`` are.
     """
     weights = None if valid is None else valid.astype(np.int64)
     if values.dtype.kind in "iub" and values.dtype.itemsize <= 2:

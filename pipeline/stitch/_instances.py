@@ -363,7 +363,9 @@ def _match_seams(first: da.Array, iou: float) -> tuple[RemapPlan, SeamReport]:
     plan = plan_remap(counts, pairs)
     cut = np.unique(np.concatenate(seam_pieces)) if seam_pieces else np.empty(0)
     joined = np.unique(np.concatenate(matched_pieces)) if matched_pieces else np.empty(0)
-    merged = np.unique(np.concatenate([ids for _, ids in plan.away.values()] or [[]]))
+    merged = np.unique(
+        np.concatenate([np.empty(0, np.int64)] + [ids for _, ids in plan.away.values()])
+    )
     report = SeamReport(
         seam_pieces=int(cut.size),
         matched=int(np.isin(cut, joined).sum()),
