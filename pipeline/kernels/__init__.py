@@ -7,6 +7,7 @@ from ._components import Label
 from ._custom import step
 from ._edges import Canny, Edges, Invert
 from ._grayscale import Grayscale
+from ._grow import RegionGrow
 from ._holes import FillHoles
 from ._kmeans import KMeans
 from ._model import Model
@@ -42,6 +43,7 @@ __all__ = [
     "Normalize",
     "Opening",
     "PixelClassifier",
+    "RegionGrow",
     "RemoveSmall",
     "Slic",
     "Step",

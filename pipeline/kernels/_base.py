@@ -75,6 +75,11 @@ class Step(BaseModel):
         """The per-chunk work."""
         raise NotImplementedError
 
+    def select(self, labels: da.Array, num: int, state: Any) -> tuple[da.Array, int]:
+        """For a per-chunk step, work on the stitched labels it led to (keeping the
+        objects that hold a seed, say): new labels and object count. Most keep all."""
+        return labels, num
+
     def finish(self, labels: da.Array, num: int) -> tuple[da.Array, int]:
         """Post-processing of the stitched labels: new labels and object count."""
         raise NotImplementedError(f"{self.name} is not a label post-processing step")

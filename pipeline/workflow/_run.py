@@ -100,6 +100,8 @@ def run_spec(
                 segments, connectivity=min(connectivity, segments.ndim), by_value=kind == "classes"
             )
         seams = {"method": "connected components (exact)"}
+    for step, state in zip(mapped, states, strict=True):
+        labels, num = step.select(labels, num, state)
     for step in after:
         with timer.stage(step.name):
             labels, num = step.finish(labels, num)
