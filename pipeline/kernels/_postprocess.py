@@ -86,6 +86,31 @@ def border_ids(labels: da.Array) -> np.ndarray:
     return np.unique(np.concatenate(dask.compute(*faces)))
 
 
+def classes_of_objects(labels: da.Array, classes: da.Array, num: int) -> np.ndarray:
+    """The class of each object (index = label - 1), from a class map labelled by value."""
+    pair = dask.delayed(_chunk_classes, pure=True)
+    parts = dask.compute(
+        *[
+            pair(a, b)
+            for a, b in zip(
+                labels.to_delayed().ravel(),
+                classes.rechunk(labels.chunks).to_delayed().ravel(),
+                strict=True,
+            )
+        ]
+    )
+    found = np.zeros(num + 1, dtype=np.uint8)
+    for ids, values in parts:
+        found[ids] = values
+    return found[1:]
+
+
+def _chunk_classes(labels: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids, first = np.unique(labels.ravel(), return_index=True)
+    inside = ids != 0
+    return ids[inside], classes.ravel()[first[inside]]
+
+
 def keep_only(labels: da.Array, keep: np.ndarray) -> tuple[da.Array, int]:
     """Labels where ``keep[id]``, renumbered 1..n in their previous order; the rest 0."""
     keep = keep.copy()

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import OutputExistsError
 from ..io import open_image, write_cog, write_labels_zarr, write_ome_zarr
-from ..kernels._postprocess import drop_invalid
+from ..kernels._postprocess import classes_of_objects, drop_invalid
 from ..stitch import label, stitch_instances
 from ._fuse import check_chunks, fit_steps, map_steps, total_halo
 from ._record import Timer, georeference, versions
@@ -106,6 +106,10 @@ def run_spec(
         with timer.stage(step.name):
             labels, num = step.finish(labels, num)
     say(f"{num} objects")
+    object_classes = None
+    if kind == "classes":
+        with timer.stage("object classes"):
+            object_classes = classes_of_objects(labels, segments, num)
 
     record: dict[str, Any] = {
         "workflow": json.loads(spec.model_dump_json(serialize_as_any=True, by_alias=True)),
@@ -123,8 +127,24 @@ def run_spec(
         "versions": versions(),
         "started": started.isoformat(),
     }
+    if object_classes is not None:
+        found, counts = np.unique(object_classes, return_counts=True)
+        record["objects_per_class"] = {int(c): int(n) for c, n in zip(found, counts, strict=True)}
     attributes = {**georeference(image), "segpipe": record}
+    if object_classes is not None:
+        attributes["object_classes"] = object_classes.tolist()
     written = _write(labels, image, outputs, attributes, timer, say, progress)
+    if "classes" in outputs:
+        with timer.stage("write classes"):
+            write_labels_zarr(
+                segments,
+                outputs["classes"],
+                attributes={**georeference(image), "segpipe": record},
+                overwrite=True,
+                progress=progress,
+            )
+        written["classes"] = outputs["classes"]
+        say(f"classes: {outputs['classes']}")
     record["timings_s"] = timer.stages
     record["finished"] = datetime.now(UTC).isoformat()
     record_path = _record_path(outputs)

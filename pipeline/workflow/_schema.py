@@ -35,13 +35,15 @@ class Source(BaseModel):
 
 
 class Outputs(BaseModel):
-    """What to write: a label zarr, a Cloud-Optimised GeoTIFF, an OME-Zarr (at least one)."""
+    """What to write: a label zarr, a Cloud-Optimised GeoTIFF, an OME-Zarr (at least one
+    of these), and the class map zarr of a class step."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     labels: str | None = None
     geotiff: str | None = None
     ome_zarr: str | None = None
+    classes: str | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> Outputs:
@@ -101,6 +103,11 @@ class WorkflowSpec(BaseModel):
             made = "labels" if step.output == "instances" else step.output
         if made != "labels":
             raise ValueError(f"the steps make {_KIND_NAMES[made]}, not labels; {_ORDER}")
+        if self.output.classes and self.stages()[0][-1].output != "classes":
+            raise ValueError(
+                "output classes is the class map of a class step (e.g. - kmeans: {k: 5} "
+                "before - label: {}); these steps make no class map: remove output classes"
+            )
         return self
 
     def stages(self) -> tuple[list[Step], Label | None, list[Step]]:
