@@ -1,4 +1,4 @@
-"""Superpixel steps: scikit-image's SLIC and Felzenszwalb on every padded block."""
+"""Superpixel steps: SLIC on the image's grid, Felzenszwalb on every padded block."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ import rasterio
 import tifffile
 from pydantic import ValidationError
 from skimage.segmentation import felzenszwalb, slic
+from skimage.util import regular_grid
 
 from pipeline.data import sample_path
 from pipeline.errors import InputValueError
 from pipeline.kernels import Step
-from pipeline.kernels._superpixels import Felzenszwalb, Slic
+from pipeline.kernels._superpixels import Felzenszwalb, Slic, SlicFit
+from pipeline.stitch import SeamReport, stitch_instances
 from pipeline.workflow._fuse import check_chunks, fit_steps, map_steps, total_halo
+from tests.conftest import DATA, assert_same_partition, object_f1
 
 
 def landsat() -> np.ndarray:
@@ -27,6 +30,17 @@ def landsat() -> np.ndarray:
 
 def nuclei() -> np.ndarray:
     return np.asarray(tifffile.imread(sample_path("nuclei.tif"))[20:40, 60:124, 80:160])[None]
+
+
+def slide() -> np.ndarray:
+    """A 512 x 512 RGB crop of the slide, bands first (512 is a multiple of 16)."""
+    crop = tifffile.imread(DATA / "cmu_small_region.svs")[1000:1512, 800:1312]
+    return np.ascontiguousarray(np.moveaxis(crop, -1, 0))
+
+
+def nuclei_volume() -> np.ndarray:
+    """A 40 x 100 x 100 uint16 crop of the nuclei (a multiple of 5 on every axis)."""
+    return np.asarray(tifffile.imread(sample_path("nuclei.tif"))[10:50, 80:180, 60:160])[None]
 
 
 def padded_blocks(
@@ -50,7 +64,39 @@ def bands_last(values: np.ndarray) -> tuple[np.ndarray, int | None]:
     return (values[0], None) if values.shape[0] == 1 else (np.moveaxis(values, 0, -1), -1)
 
 
-# --- one chunk over the whole image: exactly scikit-image on the padded image ------------------
+def skimage_slic(values: np.ndarray, step: Slic) -> np.ndarray:
+    """scikit-image's slic on the whole image, padded by reflection at its end to a
+    multiple of the grid step S (no padding when it is one), then cut back."""
+    size = step.grid_step(values.ndim - 1)
+    widths = [(0, 0), *((0, -n % size) for n in values.shape[1:])]
+    image, channel_axis = bands_last(np.pad(values, widths, mode="symmetric"))
+    labels = slic(
+        image,
+        n_segments=math.prod(-(-n // size) for n in values.shape[1:]),
+        compactness=step.compactness,
+        sigma=step.sigma,
+        convert2lab=False,
+        start_label=1,
+        channel_axis=channel_axis,
+    )
+    return np.asarray(labels[tuple(slice(0, n) for n in values.shape[1:])])
+
+
+def stitched_slic(
+    values: np.ndarray, chunks: tuple[int, ...], step: Slic
+) -> tuple[np.ndarray, SeamReport]:
+    """The chunked result as a workflow makes it: the fused map, then the stitcher."""
+    data = da.from_array(values, chunks=(values.shape[0], *chunks))
+    halo = total_halo([step], data.ndim - 1)
+    check_chunks(data, [step], halo)
+    padded = map_steps(data, [step], fit_steps(data, [step], None), halo)
+    labels, num, report = stitch_instances(padded, halo)
+    result = labels.compute()
+    assert num == len(np.unique(result)) and result.min() == 1
+    return result, report
+
+
+# --- one chunk over the whole image: exactly scikit-image on the image ----------------------
 
 
 @pytest.mark.parametrize(
@@ -62,27 +108,20 @@ def bands_last(values: np.ndarray) -> tuple[np.ndarray, int | None]:
     ],
     ids=["6-band", "1-band-sigma", "3d"],
 )
-def test_slic_on_one_chunk_equals_skimage_on_the_padded_image(
-    bands: slice | None, step: Slic
-) -> None:
+def test_slic_on_one_chunk_equals_skimage_on_the_image(bands: slice | None, step: Slic) -> None:
+    """The halo is left out (ids 0), and the image, 352 x 349 here, is padded by
+    reflection at its end to a multiple of S (360 x 360 for S = 20)."""
     values = nuclei() if bands is None else landsat()[bands]
     blocks, halo, _ = padded_blocks(values, values.shape[1:], step)
     (block,) = blocks.values()
-    padded = symmetric_pad(values, halo)
-    image, channel_axis = bands_last(padded)
-    expected = slic(
-        image,
-        n_segments=round(math.prod(padded.shape[1:]) / step.segment_size),
-        compactness=step.compactness,
-        sigma=step.sigma,
-        convert2lab=False,
-        start_label=1,
-        channel_axis=channel_axis,
-    )
-    assert block.shape == padded.shape[1:]
-    np.testing.assert_array_equal(block, expected)
-    sizes = np.bincount(block.ravel())[1:]
-    assert block.min() == 1 and 0.5 < sizes.mean() / step.segment_size < 2
+    core = tuple(slice(h, -h) for h in halo)
+    assert block.shape == symmetric_pad(values, halo).shape[1:]
+    np.testing.assert_array_equal(block[core], skimage_slic(values, step))
+    outside = np.ones(block.shape, dtype=bool)
+    outside[core] = False
+    assert not block[outside].any()
+    sizes = np.bincount(block[core].ravel())[1:]
+    assert block[core].min() == 1 and 0.5 < sizes.mean() / step.segment_size < 2
 
 
 @pytest.mark.parametrize(
@@ -118,31 +157,103 @@ def test_felzenszwalb_on_one_chunk_equals_skimage_plus_one(
 # --- any chunking: every padded block is an instance map ---------------------------------------
 
 
-@pytest.mark.parametrize("chunks", [(352, 349), (64, 100), (37, 33), (120, 25)])
+@pytest.mark.parametrize("chunks", [(352, 349), (64, 100), (41, 35), (120, 25)])
 @pytest.mark.parametrize(
     "step", [Slic(segment_size=64), Felzenszwalb(scale=50, halo=12)], ids=["slic", "felzenszwalb"]
 )
 def test_every_padded_block_is_an_instance_map_2d(chunks: tuple[int, int], step: Step) -> None:
+    """Felzenszwalb labels the whole padded block; slic labels every pixel of the image
+    in it but for a margin narrower than S at the block's edges (0), and nothing
+    outside the image."""
     values = landsat()
     blocks, halo, data = padded_blocks(values, chunks, step)
     for index, block in blocks.items():
         sizes = [data.chunks[axis + 1][i] for axis, i in enumerate(index)]
         assert block.shape == tuple(size + 2 * h for size, h in zip(sizes, halo, strict=True))
-        assert block.dtype.kind in "iu" and block.min() >= 1
+        assert block.dtype.kind in "iu"
+        if isinstance(step, Felzenszwalb):
+            assert block.min() >= 1
+            continue
+        inner, image = np.zeros(block.shape, bool), np.zeros(block.shape, bool)
+        inner[8:-8, 8:-8] = True  # S = 8
+        origin = [
+            int(np.sum(data.chunks[axis + 1][:i])) - h
+            for axis, (i, h) in enumerate(zip(index, halo, strict=True))
+        ]
+        image[
+            tuple(slice(max(0, -o), n - o) for o, n in zip(origin, values.shape[1:], strict=True))
+        ] = True
+        assert block[inner & image].min() >= 1
+        assert not block[~image].any()
     raw = step.apply(values[:, :50, :60], step.fit(data, None))
     assert raw.shape == (50, 60) and raw.dtype.kind in "iu" and raw.min() == 1
 
 
-@pytest.mark.parametrize("chunks", [(20, 64, 80), (10, 32, 20), (10, 22, 40)])
-def test_slic_3d_blocks_keep_the_superpixel_size(chunks: tuple[int, int, int]) -> None:
-    """n_segments follows each block's size, so superpixels are as large in every chunking."""
-    step = Slic(segment_size=125, compactness=0.2)
-    assert step.halo(3) == (10, 10, 10)
-    blocks, _, _ = padded_blocks(nuclei(), chunks, step)
-    for block in blocks.values():
-        assert block.min() >= 1
-        mean_size = block.size / np.unique(block).size
-        assert 0.5 < mean_size / step.segment_size < 2
+# --- slic's grid is the image's, whatever the chunks ------------------------------------------
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_skimage_puts_the_same_grid_on_every_region_of_whole_cells(ndim: int) -> None:
+    """What the step relies on: for a region whose sides are multiples of S and
+    ``n_segments`` its number of S-cells, scikit-image's grid has step S and the
+    same first centre g whatever the region's shape (S // 2 in 2D, where the step is
+    a square root; in 3D its cube root of S ** 3 falls just short of S for S >= 4,
+    so g = (S - 1) // 2 there)."""
+    rng = np.random.default_rng(0)
+    for size in range(1, 41):
+        expected = size // 2 if ndim == 2 or size < 4 else (size - 1) // 2
+        for _ in range(6):
+            cells = rng.integers(1, 7, ndim)
+            shape = tuple(int(c) * size for c in cells)
+            grid = regular_grid((1,) * (3 - ndim) + shape, int(np.prod(cells)))[3 - ndim :]
+            assert all((s.step or 1) == size for s in grid), (size, shape, grid)
+            assert all((s.start or 0) == expected for s in grid), (size, shape, grid)
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "segment_size"),
+    [
+        ((104, 120), (40, 48), 64),
+        ((104, 120), (104, 30), 64),
+        ((100, 90), (50, 45), 64),  # not multiples of S = 8: the last cells are cut
+        ((30, 42, 48), (15, 22, 17), 27),
+    ],
+)
+def test_a_flat_image_gets_the_whole_image_tiles_in_every_chunking(
+    shape: tuple[int, ...], chunks: tuple[int, ...], segment_size: int
+) -> None:
+    """With nothing to follow, SLIC's superpixels are its grid's cells: the stitched
+    result is exactly the whole image's tiling, which needs one grid for all blocks."""
+    values = np.full((1, *shape), 7, dtype=np.uint8)
+    step = Slic(segment_size=segment_size)
+    labels, report = stitched_slic(values, chunks, step)
+    reference = skimage_slic(values, step)
+    assert reference.max() == math.prod(-(-n // step.grid_step(len(shape))) for n in shape)
+    assert_same_partition(labels, reference)
+    assert report.fragments == 0 and report.matched == report.seam_pieces > 0
+
+
+@pytest.mark.parametrize("chunks", [(128, 128), (200, 300), (140, 180)])
+def test_slic_on_the_slide_matches_the_whole_image(chunks: tuple[int, int]) -> None:
+    """RGB, S = 16, default halo 3 * S = 48; (200, 300) and (140, 180) cut it unevenly."""
+    values = slide()
+    step = Slic(segment_size=256)  # the default compactness, 1
+    assert step.halo(2) == (48, 48)
+    labels, report = stitched_slic(values, chunks, step)
+    assert object_f1(labels, skimage_slic(values, step)) >= 0.98
+    assert report.matched > 20 * report.fragments
+
+
+@pytest.mark.parametrize("chunks", [(20, 50, 50), (20, 40, 64)])
+def test_slic_on_3d_nuclei_matches_the_whole_image(chunks: tuple[int, int, int]) -> None:
+    """uint16, S = 5 (125 voxels), halo 3 * S = 15; a low compactness, so that
+    superpixels follow the nuclei and cross the seams."""
+    values = nuclei_volume()
+    step = Slic(segment_size=125, compactness=0.1)
+    assert step.halo(3) == (15, 15, 15)
+    labels, report = stitched_slic(values, chunks, step)
+    assert object_f1(labels, skimage_slic(values, step)) >= 0.98
+    assert report.seam_pieces > 0
 
 
 # --- slic weighs colour on the whole image's range, not each block's ---------------------------
@@ -154,10 +265,10 @@ def test_slic_fit_is_the_range_of_the_valid_pixels() -> None:
     valid[:50] = False
     values[:, :50] = 255  # nodata fill
     data = da.from_array(values, chunks=(6, 64, 64))
-    assert Slic().fit(data, None) == 255 - values.min()
+    assert Slic().fit(data, None) == SlicFit(255 - values.min(), (352, 349))
     kept = values[:, valid]
-    assert Slic().fit(data, da.from_array(valid, chunks=64)) == kept.max() - kept.min()
-    assert Slic().fit(data, da.from_array(np.zeros_like(valid), chunks=64)) == 0.0
+    assert Slic().fit(data, da.from_array(valid, chunks=64)).span == kept.max() - kept.min()
+    assert Slic().fit(data, da.from_array(np.zeros_like(valid), chunks=64)).span == 0.0
 
 
 def test_slic_undoes_the_stretch_of_a_low_contrast_block() -> None:
@@ -167,33 +278,37 @@ def test_slic_undoes_the_stretch_of_a_low_contrast_block() -> None:
     fit, the block is segmented as its colours stand in the whole image: like
     the full-contrast block with 4 times the compactness.
     """
-    block = landsat()[:, :80, :90].astype(np.float64)
+    block = landsat()[:, :84, :91].astype(np.float64)  # multiples of S = 7
     span = float(block.max() - block.min())
     step = Slic(segment_size=50)
-    got = step.apply(block / 4, span)
+    got = step.apply(block / 4, SlicFit(span, (84, 91)))
     expected = slic(
         np.moveaxis(block, 0, -1),
-        n_segments=round(80 * 90 / 50),
+        n_segments=12 * 13,
         compactness=step.compactness * 4,
         convert2lab=False,
         start_label=1,
         channel_axis=-1,
     )
     np.testing.assert_array_equal(got, expected)
-    stretched = step.apply(block / 4, span / 4)  # as if the block were the whole image
+    stretched = step.apply(block / 4, SlicFit(span / 4, (84, 91)))  # the block's own range
     assert not np.array_equal(stretched, got)
+    np.testing.assert_array_equal(step.apply(block / 4, None), stretched)
 
 
 # --- halos and parameters -----------------------------------------------------------------
 
 
 def test_halos() -> None:
-    assert Slic().halo(2) == (40, 40)  # two superpixel widths: 2 * sqrt(400)
-    assert Slic(segment_size=400).halo(3) == (15, 15, 15)  # 2 * 400 ** (1 / 3) = 14.7
+    assert Slic().grid_step(2) == 20 and Slic().halo(2) == (60, 60)  # 3 * S
+    assert Slic(segment_size=400).halo(3) == (21, 21, 21)  # S = round(7.37) = 7
+    assert Slic(segment_size=1).halo(3) == (3, 3, 3)
     assert Slic(halo=7).halo(3) == (7, 7, 7)
+    with pytest.raises(InputValueError, match=r"halo of 19 is narrower than the grid step 20"):
+        Slic(halo=19).halo(2)
     assert Felzenszwalb().halo(2) == (16, 16)
     assert Felzenszwalb(halo=0).halo(2) == (0, 0)
-    assert Slic(halo=3).describe() == ("slic(halo=3, segment_size=400, compactness=0.1, sigma=0.0)")
+    assert Slic(halo=3).describe() == ("slic(halo=3, segment_size=400, compactness=1.0, sigma=0.0)")
 
 
 def test_felzenszwalb_refuses_volumes_before_the_map() -> None:

@@ -1,11 +1,14 @@
 """Superpixels: SLIC and Felzenszwalb over-segmentations, as instances to stitch.
 
-Both are ``"instances"`` steps: each runs scikit-image on the whole padded
-block (the chunk plus ``halo`` pixels on each side, reflected at the image
-border) and returns its segment ids over that block, from 1 (0 is left for
-background, which superpixels never make). Neither algorithm is local, so a
-superpixel near a seam depends on the block around it; the halo gives the
-stitcher an overlap in which neighbouring blocks' segments are matched.
+Both are ``"instances"`` steps: each runs scikit-image on a padded block (the
+chunk plus ``halo`` pixels on each side, reflected at the image border) and
+returns segment ids over that block, from 1; 0 is background, which
+superpixels make only where a step leaves pixels out (slic: a margin of the
+halo, and beyond the image). Neither algorithm is local, so a superpixel near
+a seam depends on the block around it; the halo gives the stitcher an overlap
+in which neighbouring blocks' segments are matched. Felzenszwalb segments the
+whole padded block as it is; slic cuts the block to the image's grid of
+starting centres, so that every block starts from the same centres.
 
 Both use the bands as they are, as one multichannel image (no Lab
 conversion, even for 3 bands: scikit-image would convert RGB to Lab after
@@ -18,7 +21,7 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
@@ -51,41 +54,91 @@ def _channels_last(block: np.ndarray) -> tuple[np.ndarray, int | None]:
     return np.moveaxis(block, 0, -1), -1
 
 
+HALO_STEPS = 3  # slic's default halo, in grid steps S
+
+
+class SlicFit(NamedTuple):
+    """What ``Slic.fit`` finds: the image's value range and its spatial shape."""
+
+    span: float  # max - min over all bands, nodata excluded (0 when unknown or flat)
+    shape: tuple[int, ...]  # where the image ends, per spatial axis
+
+
 @register
 class Slic(_Superpixels):
-    """SLIC superpixels of about ``segment_size`` pixels each.
+    """SLIC superpixels on one grid over the whole image, whatever the chunks.
 
-    ``skimage.segmentation.slic`` on the padded block, with ``n_segments``
-    set to the block's pixel count divided by ``segment_size``, so the
-    superpixels have the same size whatever the chunk size, and
-    ``convert2lab=False``. scikit-image rescales each block to [0, 1] by its
-    own minimum and maximum before weighing colour against distance; ``fit``
-    takes the whole image's range (nodata excluded) and ``apply`` scales
+    SLIC starts from centres on a regular grid, step ``S`` along every axis,
+    and refines them by 10 k-means iterations, each pixel going to the best
+    centre (colour and distance) among those within ``2 * S`` of it. Here the
+    grid is the image's, not each block's: ``S = round(segment_size **
+    (1 / ndim))``, and the centres lie at image coordinates ``g + k * S`` with
+    ``g = S // 2``, where scikit-image puts them on an image whose sides are
+    multiples of ``S`` (in 3D its cube root of ``S ** 3`` can fall just short
+    of ``S``, which makes ``g = (S - 1) // 2``, e.g. for 4 <= S <= 40).
+    Superpixels are about ``S ** ndim`` pixels, e.g. 400 for
+    ``segment_size=400`` in 2D (``S = 20``), 343 in 3D (``S = 7``).
+
+    Each padded block is cut to the grid: from the first multiple of ``S`` at
+    or after its first pixel (and not before the image's first pixel) to the
+    last multiple of ``S`` at or before its end; a block that reaches the
+    image's end keeps every pixel up to it, padded by reflection to the next
+    multiple of ``S``. ``skimage.segmentation.slic`` runs on that region with
+    ``n_segments`` its number of ``S``-cells, so that scikit-image's own grid
+    is the image's grid, and with ``convert2lab=False``. Ids are 0 outside the
+    region: in the cut margins of the halo (less than ``S`` wide) and beyond
+    the image.
+
+    Colour is weighed against distance on the whole image's range:
+    scikit-image rescales each block to [0, 1] by its own minimum and maximum;
+    ``fit`` takes the image's range (nodata excluded) and ``apply`` scales
     ``compactness`` by the ratio of the block's range to it, which undoes that
-    per-block stretch: a colour difference weighs the same in every block.
-    With one chunk covering the image the result is exactly scikit-image's on
-    the padded image.
+    per-block stretch.
+
+    What is exact and what is not. With one chunk over the image the result
+    is exactly scikit-image's ``slic`` on the image (padded by reflection at
+    its end to a multiple of ``S`` when it is not one) with the parameters
+    above. With several chunks every block starts from the image's centres,
+    but the result is not exact: each iteration carries a change up to
+    ``2 * S`` further, so a superpixel still depends a little on where its
+    block ends, and on rounding in the block's own colour rescale. How far
+    the effect reaches depends on ``compactness``. Measured with the default
+    halo of ``3 * S`` (object F1 at IoU 0.5 of the stitched result against
+    the whole image's, 2 or 3 chunkings each, uneven ones included): 1.00 on
+    a 512 x 512 RGB slide with ``S = 16`` at the default ``compactness=1``
+    (0.99 at 0.5, 0.97 to 0.99 at 0.3), and 1.00 on 40 x 100 x 100 uint16
+    nuclei with ``S = 5`` at 0.1 and 1, with 99.6 % of the pixels or more in
+    their matching superpixel. At low compactness on a strongly coloured
+    image the clusters wander further and chunked superpixels differ from
+    the whole image's: on that slide at 0.1, F1 is about 0.8 (0.9 with a
+    halo of ``6 * S``). Keep ``compactness`` at 0.5 or more, or raise
+    ``halo``, when the chunked result must match the whole image.
 
     Parameters
     ----------
     segment_size
-        Target superpixel size in pixels (voxels in 3D), >= 1.
+        Target superpixel size in pixels (voxels in 3D), >= 1; it sets the
+        grid step ``S``.
     compactness
         Weight of distance against colour, > 0, for colours on the image's
-        range mapped to [0, 1]: about 0.1 follows edges, 1 and above makes
-        near-square superpixels.
+        range mapped to [0, 1]: about 0.1 follows edges closely, 1 (the
+        default) balances both, more makes near-square superpixels.
     sigma
         Gaussian smoothing before segmenting, in pixels, >= 0.
     halo
-        Context on each side, in pixels; by default two superpixel widths,
-        ``ceil(2 * segment_size ** (1 / ndim))``.
+        Context on each side, in pixels, at least ``S``; by default ``3 * S``.
+
+    Raises
+    ------
+    InputValueError
+        From ``halo``, for a halo narrower than ``S``.
 
     Examples
     --------
     >>> import numpy as np
     >>> block = np.zeros((1, 8, 8))
     >>> block[0, :, 4:] = 1
-    >>> Slic(segment_size=16).apply(block, 1.0)
+    >>> Slic(segment_size=16).apply(block, None)
     array([[1, 1, 1, 1, 2, 2, 2, 2],
            [1, 1, 1, 1, 2, 2, 2, 2],
            [1, 1, 1, 1, 2, 2, 2, 2],
@@ -97,43 +150,101 @@ class Slic(_Superpixels):
     """
 
     name = "slic"
+    uses_origin = True
 
     segment_size: int = Field(default=400, ge=1, description="target size in pixels")
-    compactness: float = Field(default=0.1, gt=0, allow_inf_nan=False)
+    compactness: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     sigma: float = Field(default=0.0, ge=0, allow_inf_nan=False)
 
-    def halo(self, ndim: int) -> tuple[int, ...]:
-        if self.context is not None:
-            return (self.context,) * ndim
-        return (math.ceil(2 * self.segment_size ** (1 / ndim)),) * ndim
+    def grid_step(self, ndim: int) -> int:
+        """``S``: the spacing of the initial centres along every axis, in pixels."""
+        return max(1, round(self.segment_size ** (1 / ndim)))
 
-    def fit(self, data: da.Array, valid: da.Array | None) -> float:
-        """The whole image's value range (max - min over all bands, nodata excluded)."""
+    def halo(self, ndim: int) -> tuple[int, ...]:
+        step = self.grid_step(ndim)
+        if self.context is None:
+            return (HALO_STEPS * step,) * ndim
+        if self.context < step:
+            raise InputValueError(
+                f"{self.describe()}: a halo of {self.context} is narrower than the grid "
+                f"step {step} in {ndim}D; use halo >= {step} (default {HALO_STEPS * step})"
+            )
+        return (self.context,) * ndim
+
+    def fit(self, data: da.Array, valid: da.Array | None) -> SlicFit:
+        """The whole image's value range (max - min over all bands, nodata excluded)
+        and its spatial shape."""
         if valid is None:
             lo, hi = data.min(), data.max()
         else:  # no valid pixel: lo = inf, hi = -inf, no span
             lo, hi = da.where(valid, data, np.inf).min(), da.where(valid, data, -np.inf).max()
         low, high = dask.compute(lo, hi)
         span = float(high) - float(low)
-        return span if math.isfinite(span) and span > 0 else 0.0
+        shape = tuple(int(size) for size in data.shape[1:])
+        return SlicFit(span if math.isfinite(span) and span > 0 else 0.0, shape)
 
-    def apply(self, block: np.ndarray, state: Any) -> np.ndarray:
-        image, channel_axis = _channels_last(block)
-        span = float(np.max(block)) - float(np.min(block))
-        compactness = self.compactness
-        if span > 0 and state:
-            compactness *= state / span  # undo slic's rescale of the block to its own range
-        return np.asarray(
-            slic(
-                image,
-                n_segments=max(1, round(math.prod(block.shape[1:]) / self.segment_size)),
-                compactness=compactness,
-                sigma=self.sigma,
-                convert2lab=False,
-                start_label=1,
-                channel_axis=channel_axis,
-            )
+    def apply(
+        self,
+        block: np.ndarray,
+        state: SlicFit | None,
+        origin: tuple[int, ...] | None = None,
+    ) -> np.ndarray:
+        """Superpixel ids over the padded block; ``origin=None`` takes the block as
+        the whole image, and ``state=None`` weighs colour on the block's range."""
+        spatial = block.shape[1:]
+        step = self.grid_step(len(spatial))
+        if origin is None:
+            origin, shape = (0,) * len(spatial), spatial
+        elif state is None:
+            shape = tuple(o + n for o, n in zip(origin, spatial, strict=True))
+        else:
+            shape = state.shape
+        region = [
+            _grid_span(o, n, size, step) for o, n, size in zip(origin, spatial, shape, strict=True)
+        ]
+        out = np.zeros(spatial, dtype=np.int64)
+        if any(end <= start for start, _, end in region):
+            return out  # a block narrower than a grid cell (only with halo < S)
+        inside = tuple(
+            slice(start - o, real - o) for (start, real, _), o in zip(region, origin, strict=True)
         )
+        values = block[(slice(None), *inside)]
+        widths = [(0, 0), *((0, end - real) for _, real, end in region)]
+        if any(after for _, after in widths):
+            values = np.pad(values, widths, mode="symmetric")
+        image, channel_axis = _channels_last(values)
+        span = float(np.max(values)) - float(np.min(values))
+        compactness = self.compactness
+        if span > 0 and state is not None and state.span:
+            compactness *= state.span / span  # undo slic's rescale of the block to its range
+        cells = math.prod((end - start) // step for start, _, end in region)
+        labels = slic(
+            image,
+            n_segments=cells,
+            compactness=compactness,
+            sigma=self.sigma,
+            convert2lab=False,
+            start_label=1,
+            channel_axis=channel_axis,
+        )
+        out[inside] = labels[tuple(slice(0, real - start) for start, real, _ in region)]
+        return out
+
+
+def _grid_span(origin: int, length: int, size: int, step: int) -> tuple[int, int, int]:
+    """Where SLIC runs along one axis of a block, in image coordinates.
+
+    ``(start, real_end, end)``: ``start`` is the first multiple of ``step`` in the
+    block and the image; ``end`` the last multiple in the block, or, for a block
+    reaching the image's end (``size``), the first multiple at or after it, with
+    ``real_end = size`` (the pixels in between are padded by reflection);
+    otherwise ``real_end = end``.
+    """
+    start = max(0, -(-origin // step) * step)
+    if origin + length >= size:
+        return start, size, -(-size // step) * step
+    end = (origin + length) // step * step
+    return start, end, end
 
 
 @register
