@@ -83,7 +83,7 @@ def skimage_slic(values: np.ndarray, step: Slic) -> np.ndarray:
 
 
 def stitched_slic(
-    values: np.ndarray, chunks: tuple[int, ...], step: Slic
+    values: np.ndarray, chunks: tuple[int, ...], step: Slic | Felzenszwalb
 ) -> tuple[np.ndarray, SeamReport]:
     """The chunked result as a workflow makes it: the fused map, then the stitcher."""
     data = da.from_array(values, chunks=(values.shape[0], *chunks))
@@ -339,3 +339,16 @@ def test_bad_parameters_are_refused_when_the_step_is_made(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         cls(**params)
+
+
+@pytest.mark.parametrize("chunks", [(128, 128), (200, 300)])
+def test_felzenszwalb_on_the_slide_matches_the_whole_image(chunks: tuple[int, int]) -> None:
+    values = slide()
+    step = Felzenszwalb()
+    (halo, _) = step.halo(2)
+    # Like every step, it sees the image's edges extended by reflection.
+    padded = np.pad(np.moveaxis(values, 0, -1), [(halo, halo), (halo, halo), (0, 0)], "symmetric")
+    reference = felzenszwalb(padded, scale=step.scale, sigma=step.sigma, min_size=step.min_size)
+    labels, report = stitched_slic(values, chunks, step)
+    assert object_f1(labels, reference[halo:-halo, halo:-halo] + 1) >= 0.98
+    assert report.matched > 20 * report.fragments
