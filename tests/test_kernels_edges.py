@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -13,15 +14,18 @@ from pydantic import ValidationError
 from scipy import ndimage
 from skimage import filters
 from skimage.feature import canny
+from skimage.segmentation import clear_border
 
 from pipeline.data import sample_path
 from pipeline.errors import InputValueError, UnsupportedInputError
+from pipeline.kernels import ClearBorder
 from pipeline.kernels._edges import Canny, Edges, Invert
 from pipeline.kernels._morphology import Opening
 from pipeline.kernels._smooth import Gaussian
 from pipeline.kernels._threshold import Threshold
-from pipeline.workflow._fuse import total_halo
-from tests.conftest import DATA
+from pipeline.stitch import label
+from pipeline.workflow._fuse import fit_steps, map_steps, total_halo
+from tests.conftest import DATA, assert_same_partition
 from tests.test_kernels_preprocess import run_chunked
 
 LANDSAT = sample_path("L7_ETMs.tif")
@@ -218,3 +222,21 @@ def test_invert_is_the_logical_not_of_the_mask(chunks: tuple[int, int]) -> None:
     assert mapped.dtype == bool and Invert.accepts == ("mask",) and Invert.output == "mask"
     np.testing.assert_array_equal(result, ~(values[0] > states[0]))
     np.testing.assert_array_equal(result, values[0] <= filters.threshold_otsu(values[0]))
+
+
+@pytest.mark.parametrize("chunks", [(64, 80), (160, 107)])
+def test_regions_enclosed_by_canny_edges(chunks: tuple[int, int]) -> None:
+    values = _canny_image("slide")
+    edges = canny(values, 1.5, 10, 25, mode="reflect")
+    regions, _ = ndimage.label(~edges)
+    reference = clear_border(regions)
+    steps = [Canny(sigma=1.5, low=10, high=25), Invert()]
+    data = da.from_array(values[None], chunks=(1, *chunks))
+    halo = total_halo(steps, 2)
+    with dask.config.set(scheduler="threads"):
+        inside = map_steps(data, steps, fit_steps(data, steps, None), halo)
+        labels, num = label(inside, connectivity=1)
+        enclosed, count = ClearBorder().finish(labels, num)
+        result = enclosed.compute()
+    assert count == len(np.unique(reference)) - 1 > 20
+    assert_same_partition(result, ndimage.label(reference > 0)[0])

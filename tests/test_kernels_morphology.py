@@ -13,6 +13,7 @@ from skimage.filters import threshold_otsu
 from skimage.morphology import ball, disk
 
 from pipeline.data import sample_path
+from pipeline.errors import InputValueError
 from pipeline.kernels._morphology import Closing, Opening, footprint
 from pipeline.kernels._threshold import Threshold
 from tests.test_kernels_preprocess import run_chunked
@@ -55,7 +56,9 @@ def _run(image: np.ndarray, operation: str, radius: int, shape: str, chunks: tup
     step = OPERATIONS[operation][0](radius=radius, footprint=shape)
     sizes = da.from_array(image, chunks=chunks).chunks
     if any(min(s) < 2 * radius and len(s) > 1 for s in sizes):
-        pytest.skip("chunks smaller than the halo are refused (tested in test_workflow)")
+        with pytest.raises(InputValueError, match="smaller than the halo"):
+            run_chunked(image[None], chunks, [Threshold(method="otsu"), step])
+        return
     result, _, mapped = run_chunked(image[None], chunks, [Threshold(method="otsu"), step])
     mask = image > threshold_otsu(image)
     assert mapped.dtype == result.dtype == bool
