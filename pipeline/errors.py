@@ -8,6 +8,7 @@ from the built-in exception a caller would catch for that kind of mistake, so
 from __future__ import annotations
 
 __all__ = [
+    "ChunkError",
     "InputValueError",
     "NondeterministicInputError",
     "OutputExistsError",
@@ -39,3 +40,7 @@ class ReadError(PipelineError, OSError):
 
 class OutputExistsError(PipelineError, FileExistsError):
     """An output already exists and replacing it was not asked for."""
+
+
+class ChunkError(PipelineError, RuntimeError):
+    """The work on a chunk failed; the message names the chunk and its pixels."""

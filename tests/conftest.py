@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +83,93 @@ def cluster_client(local_cluster: object) -> Iterator[object]:
 
     with Client(local_cluster) as client:
         yield client
+
+
+ROOT = Path(__file__).parent.parent
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for segpipe / dask processes started by tests: the project
+    root on the path (for tests.custom_steps), no inherited dask settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+@dataclass
+class DaskProcesses:
+    """A real `dask scheduler` and `dask worker` processes on 127.0.0.1."""
+
+    address: str
+    scheduler: subprocess.Popen
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    def kill(self) -> None:
+        for process in [*self.workers, self.scheduler]:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=30)
+
+
+@contextmanager
+def dask_processes(folder: Path, n_workers: int = 2) -> Iterator[DaskProcesses]:
+    """Start a scheduler and ``n_workers`` single-threaded workers; kill them all at the end."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scheduler_file = folder / f"scheduler-{time.monotonic_ns()}.json"
+    env = subprocess_env()
+    log = open(folder / "dask.log", "ab")  # noqa: SIM115 - closed below
+    scheduler = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dashboard-address",
+            ":0",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    processes = DaskProcesses(address="", scheduler=scheduler)
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() or not scheduler_file.read_text().strip():
+            if time.monotonic() > deadline or scheduler.poll() is not None:
+                raise RuntimeError(f"the scheduler did not start; see {folder / 'dask.log'}")
+            time.sleep(0.1)
+        processes.address = json.loads(scheduler_file.read_text())["address"]
+        for _ in range(n_workers):
+            processes.workers.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "distributed.cli.dask_worker",
+                        processes.address,
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--no-nanny",
+                        "--local-directory",
+                        str(folder / "workers"),
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                )
+            )
+        from distributed import Client
+
+        with Client(processes.address, timeout=60) as client:
+            client.wait_for_workers(n_workers, timeout=60)
+        yield processes
+    finally:
+        processes.kill()
+        log.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from scipy import ndimage
 
@@ -36,3 +38,18 @@ def wrong_shape(block: np.ndarray) -> np.ndarray:
 def undecorated(block: np.ndarray) -> np.ndarray:
     """A plain function: not a step."""
     return block
+
+
+@pipeline.step(output="mask")
+def slow_threshold(block: np.ndarray, *, level: float, delay: float = 0.05) -> np.ndarray:
+    """Foreground above ``level``, taking ``delay`` seconds per chunk."""
+    time.sleep(delay)
+    return block[0] > level
+
+
+@pipeline.step(output="mask")
+def fails_on(block: np.ndarray, *, value: float) -> np.ndarray:
+    """Foreground above 0; a chunk holding ``value`` fails, every time."""
+    if (block == value).any():
+        raise ValueError(f"this chunk holds {value}")
+    return block[0] > 0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import OutputExistsError
 
-__all__ = ["check_output", "staged"]
+__all__ = ["check_output", "move_into_place", "staged"]
 
 
 def check_output(path: str | Path, *, overwrite: bool) -> Path:
@@ -80,7 +80,7 @@ def staged(path: str | Path, *, overwrite: bool) -> Iterator[Path]:
     staging = _hidden_sibling(target, "partial")
     try:
         yield staging
-        _move_into_place(staging, target, overwrite=overwrite)
+        move_into_place(staging, target, overwrite=overwrite)
     finally:
         _remove_with_scratch(staging)
 
@@ -90,7 +90,9 @@ def _hidden_sibling(target: Path, kind: str) -> Path:
     return target.with_name(f".{target.name}.{kind}-{uuid.uuid4().hex[:8]}")
 
 
-def _move_into_place(staging: Path, target: Path, *, overwrite: bool) -> None:
+def move_into_place(staging: Path, target: Path, *, overwrite: bool) -> None:
+    """Put the finished ``staging`` output at ``target`` (replacing it only with
+    ``overwrite``)."""
     if not staging.exists():
         raise FileNotFoundError(f"the writer left nothing at its staging path {staging}")
     if not (target.exists() or target.is_symlink()):

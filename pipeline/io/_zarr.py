@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,10 @@ import numpy as np
 import zarr
 
 from ..errors import InputValueError, ReadError, UnsupportedInputError
+from ._chunks import Written, store_chunks
 from ._common import DEFAULT_AXES, Chunks, band_indices, check_level, spatial_chunks
 from ._image import AXES, Image
-from ._staging import staged
+from ._staging import check_output, move_into_place, staged
 
 
 def write_labels_zarr(
@@ -32,28 +34,99 @@ def write_labels_zarr(
     place only when every chunk is written, so a failed run leaves no partial
     output; an existing ``path`` is replaced only with ``overwrite=True``.
     ``progress`` shows a progress bar on the terminal while a distributed
-    cluster writes.
+    cluster writes. :func:`write_labels_zarr_resumable` is the same with a
+    staging folder that survives a killed run.
 
     Raises
     ------
     OutputExistsError
         ``path`` exists and ``overwrite`` is False.
     """
-    # Regular chunks (all but the last per axis equal) map one-to-one onto zarr chunks.
-    labels = labels.rechunk(tuple(sizes[0] for sizes in labels.chunks))
+    labels = _regular(labels)
     with staged(path, overwrite=overwrite) as staging:
-        array = zarr.create_array(
-            staging,
-            shape=labels.shape,
-            chunks=tuple(sizes[0] for sizes in labels.chunks),
-            dtype=labels.dtype,
-            fill_value=np.zeros((), labels.dtype),
-            attributes=dict(attributes or {}),
-            # zarr's own all-fill-value check costs about 3x the write of a label chunk.
-            config={"write_empty_chunks": True},
-        )
-        _compute(da.store(labels, array, lock=False, compute=False), progress)  # type: ignore[arg-type]
+        _create(labels, staging, attributes)
+        store_chunks(labels, staging, staging.with_name(staging.name + ".done"), progress=progress)
     return Path(path)
+
+
+def write_labels_zarr_resumable(
+    labels: da.Array,
+    path: str | Path,
+    *,
+    run_key: str,
+    resume: bool,
+    attributes: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    retries: int = 0,
+) -> Written:
+    """Write ``labels`` to ``path`` like :func:`write_labels_zarr`, resumably.
+
+    The array is built in ``.<name>.run-<run_key>`` next to ``path``, and each
+    chunk is recorded once it is on disk (see :mod:`pipeline.io._chunks`). If
+    the run dies, that folder stays; the same run started again with
+    ``resume=True`` writes only the chunks not recorded. Without ``resume``
+    a leftover folder is discarded and the array is written from scratch.
+    ``run_key`` must change whenever the labels would (a digest of the
+    workflow and its input).
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is False.
+    InputValueError
+        ``resume`` and the staged array's shape, chunks or dtype differ from
+        ``labels``'.
+    ChunkError
+        Chunks failed; every other chunk is written and recorded.
+    """
+    target = check_output(path, overwrite=overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.run-{run_key}")
+    done = staging.with_name(staging.name + ".done")
+    labels = _regular(labels)
+    if resume and staging.exists():
+        _check_staged(staging, labels)
+    else:
+        for leftover in (staging, done):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        _create(labels, staging, attributes)
+    written = store_chunks(labels, staging, done, progress=progress, retries=retries)
+    zarr.open_array(str(staging), mode="r+").attrs.put(dict(attributes or {}))
+    move_into_place(staging, target, overwrite=overwrite)
+    shutil.rmtree(done)
+    return written
+
+
+def _regular(labels: da.Array) -> da.Array:
+    """Regular chunks (all but the last per axis equal) map one-to-one onto zarr chunks."""
+    return labels.rechunk(tuple(sizes[0] for sizes in labels.chunks))
+
+
+def _create(labels: da.Array, path: Path, attributes: Mapping[str, Any] | None) -> None:
+    zarr.create_array(
+        path,
+        shape=labels.shape,
+        chunks=tuple(sizes[0] for sizes in labels.chunks),
+        dtype=labels.dtype,
+        fill_value=np.zeros((), labels.dtype),
+        attributes=dict(attributes or {}),
+        # zarr's own all-fill-value check costs about 3x the write of a label chunk.
+        config={"write_empty_chunks": True},
+    )
+
+
+def _check_staged(staging: Path, labels: da.Array) -> None:
+    array = zarr.open_array(str(staging), mode="r")
+    found = (array.shape, array.chunks, array.dtype)
+    wanted = (labels.shape, tuple(sizes[0] for sizes in labels.chunks), labels.dtype)
+    if found != wanted:
+        raise InputValueError(
+            f"{staging}: the run to resume wrote shape {found[0]}, chunks {found[1]}, "
+            f"dtype {found[2]}; this run makes shape {wanted[0]}, chunks {wanted[1]}, dtype "
+            f"{wanted[2]}: its chunks would not line up; run without --resume"
+        )
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -447,20 +520,3 @@ def _ome_scale(meta: dict[str, Any], count: int, path: str, where: str) -> tuple
                 )
             return tuple(float(s) for s in scale)
     return None
-
-
-def _compute(work: Any, progress: bool) -> None:
-    """Compute ``work`` on the current scheduler, with a progress bar on a cluster."""
-    from distributed import default_client
-    from distributed import progress as progress_bar
-
-    try:
-        client = default_client()
-    except ValueError:
-        work.compute()
-        return
-    future = client.compute(work)
-    if progress:
-        progress_bar(future)
-        print(flush=True)
-    future.result()

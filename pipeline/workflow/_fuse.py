@@ -17,7 +17,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from ..errors import InputValueError
+from ..errors import ChunkError, InputValueError, PipelineError
 from ..kernels import SEGMENTS, Step
 
 
@@ -72,7 +72,10 @@ def map_steps(
             extra: dict[str, Any] = {"image": image} if step.uses_image else {}
             if step.uses_origin:
                 extra["origin"] = origin
-            block = step.apply(block, state, **extra)
+            try:
+                block = step.apply(block, state, **extra)
+            except Exception as error:
+                raise _in_chunk(error, step, where, origin, halo) from error
             if step.output == "image":
                 image = block
         block = block.astype(dtype, copy=False)
@@ -97,6 +100,17 @@ def map_steps(
         chunks=((bands,), *padded),
     )
     return mapped[0] if spatial else mapped
+
+
+def _in_chunk(
+    error: Exception, step: Step, where: Any, origin: tuple[int, ...], halo: tuple[int, ...]
+) -> Exception:
+    """The error of a step on a chunk, with the chunk and its first pixel named."""
+    first = tuple(o + h for o, h in zip(origin, halo, strict=True))
+    message = f"chunk {tuple(where)} (from pixel {first}): {step.describe()} failed: "
+    if isinstance(error, PipelineError):
+        return type(error)(message + str(error))
+    return ChunkError(message + f"{type(error).__name__}: {error}")
 
 
 def fit_steps(data: da.Array, steps: Sequence[Step], valid: da.Array | None) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..errors import OutputExistsError
 from ..io import open_image, write_cog, write_labels_zarr, write_ome_zarr
+from ..io._zarr import write_labels_zarr_resumable
 from ..kernels._postprocess import classes_of_objects, drop_invalid
 from ..stitch import label, stitch_instances
 from ._fuse import check_chunks, fit_steps, map_steps, total_halo
@@ -52,8 +54,16 @@ def run_spec(
     overwrite: bool = False,
     log: Any = None,
     progress: bool = False,
+    resume: bool = False,
+    retries: int = 0,
 ) -> RunResult:
-    """Run ``spec`` on the current dask scheduler; relative paths are taken from ``base``."""
+    """Run ``spec`` on the current dask scheduler; relative paths are taken from ``base``.
+
+    The label zarr is written chunk by chunk, each chunk recorded once it is on
+    disk; with ``resume`` a run of the same workflow on the same input that was
+    killed writes only the chunks it had not recorded. ``retries``: further
+    attempts per chunk on a distributed cluster.
+    """
     say = log or (lambda message: None)
     outputs = {kind: _resolve(base, path) for kind, path in spec.output.paths().items()}
     _refuse_existing(outputs, overwrite)
@@ -83,7 +93,9 @@ def run_spec(
     kind = mapped[-1].output
     if kind == "instances":
         with timer.stage("stitch instances: first pass and seams"):
-            labels, num, report = stitch_instances(segments, halo, iou=spec.seam_iou)
+            labels, num, report = stitch_instances(
+                segments, halo, iou=spec.seam_iou, keep_labels=spec.keep_labels
+            )
         if image.valid is not None:
             labels, num = drop_invalid(labels, num, image.valid)
         seams: dict[str, Any] = {"method": "instances matched by IoU", **report.as_dict()}
@@ -97,7 +109,10 @@ def run_spec(
         with timer.stage("label: first pass and seams"):
             connectivity = joiner.connectivity if joiner is not None else 1
             labels, num = label(
-                segments, connectivity=min(connectivity, segments.ndim), by_value=kind == "classes"
+                segments,
+                connectivity=min(connectivity, segments.ndim),
+                by_value=kind == "classes",
+                keep_labels=spec.keep_labels,
             )
         seams = {"method": "connected components (exact)"}
     for step, state in zip(mapped, states, strict=True):
@@ -133,7 +148,13 @@ def run_spec(
     attributes = {**georeference(image), "segpipe": record}
     if object_classes is not None:
         attributes["object_classes"] = object_classes.tolist()
-    written = _write(labels, image, outputs, attributes, timer, say, progress)
+    writing = {
+        "run_key": _run_key(spec, image.source),
+        "resume": resume,
+        "retries": retries,
+        "progress": progress,
+    }
+    written = _write(labels, image, outputs, attributes, timer, say, writing, record)
     if "classes" in outputs:
         with timer.stage("write classes"):
             write_labels_zarr(
@@ -161,7 +182,8 @@ def _write(
     attributes: dict[str, Any],
     timer: Timer,
     say: Any,
-    progress: bool,
+    writing: dict[str, Any],
+    record: dict[str, Any],
 ) -> dict[str, Path]:
     written: dict[str, Path] = {}
     scratch = None
@@ -172,9 +194,16 @@ def _write(
     try:
         if labels_path is not None:
             with timer.stage("label: second pass and write zarr"):
-                write_labels_zarr(
-                    labels, labels_path, attributes=attributes, overwrite=True, progress=progress
+                chunks = write_labels_zarr_resumable(
+                    labels, labels_path, attributes=attributes, overwrite=True, **writing
                 )
+            record["chunks_written"] = {
+                "total": chunks.total,
+                "written": chunks.written,
+                "skipped": chunks.skipped,
+            }
+            if writing["resume"]:
+                say(f"resumed: {chunks.skipped} of {chunks.total} chunks were written already")
             if "labels" in outputs:
                 written["labels"] = labels_path
             say(f"labels: {labels_path}")
@@ -199,6 +228,18 @@ def _write(
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     return written
+
+
+def _run_key(spec: WorkflowSpec, source: Any) -> str:
+    """A digest of the workflow and its input: a run to resume must have the same."""
+    digest = hashlib.sha256(spec.model_dump_json(serialize_as_any=True, by_alias=True).encode())
+    path = Path(str(source))
+    if path.exists():
+        stat = path.stat()
+        digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    else:
+        digest.update(str(source).encode())
+    return digest.hexdigest()[:16]
 
 
 def _resolve(base: Path, path: str) -> Path:

@@ -29,6 +29,11 @@ class Workflow:
         Instance steps (watershed, superpixels, models): pieces of an object
         seen by two chunks are joined when their IoU in the shared halo is
         above this (0.5 to 1).
+    keep_labels
+        Keep every chunk's first-pass labels in the workers' memory for the
+        second pass (``True``), or compute them again there so memory stays at
+        a few chunks per worker (``False``); ``None``: keep them when they fit
+        in a quarter of the workers' memory.
     base
         Folder that relative paths are taken from (a YAML file's own folder).
 
@@ -53,6 +58,7 @@ class Workflow:
         chunks: int | list[int] | None = None,
         *,
         seam_iou: float = 0.5,
+        keep_labels: bool | None = None,
         base: str | Path | None = None,
         origin: str = "workflow",
     ) -> None:
@@ -62,6 +68,7 @@ class Workflow:
             "output": output,
             "chunks": chunks,
             "seam_iou": seam_iou,
+            "keep_labels": keep_labels,
         }
         self.base = Path(base) if base is not None else Path.cwd()
         self.spec: WorkflowSpec = validate_spec(data, origin, self.base)
@@ -83,6 +90,8 @@ class Workflow:
         overwrite: bool = False,
         log: Any = None,
         progress: bool = False,
+        resume: bool = False,
+        retries: int = 0,
     ) -> RunResult:
         """Run the workflow and write its outputs.
 
@@ -98,13 +107,26 @@ class Workflow:
             Called with one line of progress per stage (e.g. ``print``).
         progress
             Show a progress bar while the labels are written.
+        resume
+            Continue a run of this same workflow on the same input that was
+            killed: only the label chunks it had not recorded as written are
+            computed and written; the output is byte-identical to an
+            undisturbed run's.
+        retries
+            Further attempts for a chunk whose task fails on a distributed
+            cluster (a lost worker does not count).
         """
+        options = {
+            "overwrite": overwrite,
+            "log": log,
+            "progress": progress,
+            "resume": resume,
+            "retries": retries,
+        }
         if client is not None:
             with client.as_current():
-                return run_spec(
-                    self.spec, self.base, overwrite=overwrite, log=log, progress=progress
-                )
+                return run_spec(self.spec, self.base, **options)
         from ..cluster import connect
 
         with connect():
-            return run_spec(self.spec, self.base, overwrite=overwrite, log=log, progress=progress)
+            return run_spec(self.spec, self.base, **options)

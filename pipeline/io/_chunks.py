@@ -1,0 +1,161 @@
+"""Writing a chunked array into a zarr array chunk by chunk, each recorded when durable.
+
+One task per output chunk computes that chunk, writes it to its own zarr chunk
+(the dask chunks ARE the zarr chunks, so no two tasks touch one file), syncs
+the file to disk, and only then leaves a marker for the chunk::
+
+    .labels.zarr.run-<key>/            the zarr array being written
+    .labels.zarr.run-<key>.done/0.3    chunk (0, 3) is on disk
+
+A run started again on the same staging folder (``--resume``) builds tasks
+for the chunks without a marker only; a chunk written twice (a task rerun
+after a worker was lost) gets the same bytes, since its values depend only on
+the data and the chunk grid. Large grids are submitted in batches, so the
+scheduler never holds every chunk's task at once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+from dask.delayed import Delayed
+
+from ..errors import ChunkError
+
+BATCH = 4096  # chunks submitted to the scheduler at a time
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a chunked write did: chunks in the grid, written now, found done already."""
+
+    total: int
+    written: int
+    skipped: int
+
+
+def done_chunks(done: Path) -> set[tuple[int, ...]]:
+    """The chunks recorded as written in the marker folder ``done``."""
+    if not done.is_dir():
+        return set()
+    return {tuple(int(i) for i in entry.name.split(".")) for entry in os.scandir(done)}
+
+
+def store_chunks(
+    data: da.Array,
+    array_path: Path,
+    done: Path,
+    *,
+    progress: bool = False,
+    retries: int = 0,
+) -> Written:
+    """Write every chunk of ``data`` not yet recorded in ``done`` into the zarr array.
+
+    The array must exist with ``data``'s shape and with chunks equal to
+    ``data``'s (all but the last per axis equal). Failed chunks are reported
+    together once every other chunk has finished and been recorded.
+
+    Raises
+    ------
+    ChunkError
+        A chunk failed (after ``retries`` more attempts on a distributed
+        cluster); the message names it and its pixels.
+    """
+    done.mkdir(parents=True, exist_ok=True)
+    recorded = done_chunks(done)
+    todo = [index for index in np.ndindex(*data.numblocks) if index not in recorded]
+    total = int(np.prod(data.numblocks))
+    if not todo:
+        return Written(total=total, written=0, skipped=total)
+    stored = da.map_blocks(
+        _store_block,
+        data,
+        str(array_path),
+        str(done),
+        block_id=True,
+        chunks=(1,) * data.ndim,
+        dtype=np.int8,
+        meta=np.empty((0,) * data.ndim, dtype=np.int8),
+        token="segpipe-store",
+    )
+    graph = stored.__dask_graph__()
+    client = _client()
+    failures: list[tuple[tuple[int, ...], BaseException]] = []
+    for start in range(0, len(todo), BATCH):
+        batch = todo[start : start + BATCH]
+        tasks = [Delayed((stored.name, *index), graph, layer=stored.name) for index in batch]
+        if client is None:
+            dask.compute(*tasks)
+            continue
+        futures = client.compute(tasks, retries=retries)
+        if progress:
+            from distributed import progress as show
+
+            show(futures)
+        from distributed import wait
+
+        wait(futures)
+        failures += [
+            (i, f.exception()) for i, f in zip(batch, futures, strict=True) if f.status == "error"
+        ]
+        client.cancel(futures)
+    if failures:
+        raise ChunkError(_describe(failures, data))
+    return Written(total=total, written=len(todo), skipped=total - len(todo))
+
+
+def _describe(failures: list[tuple[tuple[int, ...], BaseException]], data: da.Array) -> str:
+    index, error = failures[0]
+    starts = [int(np.sum(sizes[:i])) for sizes, i in zip(data.chunks, index, strict=True)]
+    pixels = ", ".join(
+        f"{s}:{s + sizes[i]}" for s, sizes, i in zip(starts, data.chunks, index, strict=True)
+    )
+    others = f" (and {len(failures) - 1} more chunks)" if len(failures) > 1 else ""
+    return (
+        f"chunk {index} (pixels [{pixels}]) failed{others}: {type(error).__name__}: {error}; "
+        "every other chunk was written and recorded: fix the cause and run again with "
+        "--resume to do only the failed chunks"
+    )
+
+
+def _client() -> Any:
+    scheduler = dask.base.get_scheduler()
+    client = getattr(scheduler, "__self__", None)
+    return client if client is not None and hasattr(client, "compute") else None
+
+
+def _store_block(
+    block: np.ndarray, array_path: str, done: str, block_id: tuple[int, ...] | None = None
+) -> np.ndarray:
+    index = tuple(block_id or ())
+    # zarr's own all-fill-value check costs about 3x the write of a label chunk.
+    array = zarr.open_array(array_path, mode="r+").with_config({"write_empty_chunks": True})
+    region = tuple(
+        slice(i * size, i * size + extent)
+        for i, size, extent in zip(index, array.chunks, block.shape, strict=True)
+    )
+    array[region] = block
+    _sync(Path(array_path) / array.metadata.encode_chunk_key(index))
+    marker = Path(done) / ".".join(str(i) for i in index)
+    with open(marker, "wb") as handle:
+        os.fsync(handle.fileno())
+    return np.ones((1,) * block.ndim, dtype=np.int8)
+
+
+def _sync(path: Path) -> None:
+    """Make a written file durable (no-op when the store did not leave one there)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
