@@ -22,18 +22,49 @@ def cli(debug: bool) -> None:
 @cli.command()
 @click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--scheduler", default=None, help="A running scheduler; default: embedded cluster.")
+@click.option(
+    "--cluster",
+    "cluster_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A cluster config, e.g. cluster/slurm.yaml; instead of --scheduler.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist.")
-def run(workflow: Path, scheduler: str | None, overwrite: bool) -> None:
+@click.option(
+    "--resume", is_flag=True, help="Continue a killed run: write only the chunks it had not."
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0),
+    default=2,
+    show_default=True,
+    help="Further attempts for a failing chunk on a cluster.",
+)
+def run(
+    workflow: Path,
+    scheduler: str | None,
+    cluster_file: Path | None,
+    overwrite: bool,
+    resume: bool,
+    retries: int,
+) -> None:
     """Run a WORKFLOW file (YAML): read, fit, map every chunk, stitch, write."""
-    from .cluster import connect
+    from .cluster import connect, spec_from_options
     from .workflow import Workflow
 
     flow = Workflow.from_yaml(workflow)  # validated before any cluster starts
-    with connect(scheduler) as client:
+    with connect(spec_from_options(scheduler, cluster_file)) as client:
         click.echo(f"cluster: {len(client.scheduler_info()['workers'])} workers")
         if client.dashboard_link:
             click.echo(f"dashboard: {client.dashboard_link}")
-        result = flow.run(client, overwrite=overwrite, log=click.echo, progress=True)
+        result = flow.run(
+            client,
+            overwrite=overwrite,
+            log=click.echo,
+            progress=True,
+            resume=resume,
+            retries=retries,
+        )
     click.echo(f"done: {result.num} objects")
     for kind, path in result.outputs.items():
         click.echo(f"  {kind}: {path}")
@@ -88,14 +119,21 @@ def _short_crs(wkt: str) -> str:
     help="Folder for the demo's outputs.",
 )
 @click.option("--scheduler", default=None, help="A running scheduler; default: embedded cluster.")
+@click.option(
+    "--cluster",
+    "cluster_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A cluster config, e.g. cluster/slurm.yaml; instead of --scheduler.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier demo run.")
-def demo(output: Path, scheduler: str | None, overwrite: bool) -> None:
+def demo(output: Path, scheduler: str | None, cluster_file: Path | None, overwrite: bool) -> None:
     """Segment bundled real samples end to end and check them against whole-image processing."""
-    from .cluster import connect
+    from .cluster import connect, spec_from_options
     from .demo import check_outputs, run_demo
 
     check_outputs(output, overwrite=overwrite)
-    with connect(scheduler) as client:
+    with connect(spec_from_options(scheduler, cluster_file)) as client:
         click.echo(f"cluster: {len(client.scheduler_info()['workers'])} worker processes")
         if client.dashboard_link:
             click.echo(f"dashboard: {client.dashboard_link}")
@@ -112,6 +150,84 @@ def demo(output: Path, scheduler: str | None, overwrite: bool) -> None:
             click.echo(f"  {kind}: {path}")
     if not all(r.matches_whole_image for r in results):
         raise click.ClickException("a demo result differs from whole-image processing")
+
+
+@cli.command()
+@click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--scheduler", default=None, help="The running scheduler to run on.")
+@click.option(
+    "--cluster",
+    "cluster_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A remote cluster config, e.g. cluster/remote.yaml; instead of --scheduler.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist.")
+@click.option("--resume", is_flag=True, help="Continue a killed run of this workflow.")
+@click.option("--retries", type=click.IntRange(0), default=2, show_default=True)
+def submit(
+    workflow: Path,
+    scheduler: str | None,
+    cluster_file: Path | None,
+    overwrite: bool,
+    resume: bool,
+    retries: int,
+) -> None:
+    """Hand a WORKFLOW to a running scheduler and return; print its run id."""
+    from .cluster import connect, spec_from_options
+    from .submit import submit as start
+    from .workflow import Workflow
+
+    spec = spec_from_options(scheduler, cluster_file)
+    if spec is None:
+        raise click.UsageError("submit needs a running cluster: give --scheduler or --cluster")
+    flow = Workflow.from_yaml(workflow)  # validated before anything is sent
+    with connect(spec) as client:
+        run_id = start(flow, client, overwrite=overwrite, resume=resume, retries=retries)
+        click.echo(f"run {run_id} submitted to {client.scheduler.address}")
+        if client.dashboard_link:
+            click.echo(f"dashboard: {client.dashboard_link}")
+        where = f"--scheduler {client.scheduler.address}"
+    click.echo(f"follow it with: segpipe status {run_id} {where} --follow")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--scheduler", default=None, help="The scheduler the run was submitted to.")
+@click.option(
+    "--cluster",
+    "cluster_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A remote cluster config; instead of --scheduler.",
+)
+@click.option("--follow", is_flag=True, help="Print each new line until the run ends.")
+def status(run_id: str, scheduler: str | None, cluster_file: Path | None, follow: bool) -> None:
+    """Show the state of run RUN_ID (from segpipe submit); exit 1 if it failed."""
+    import time
+
+    from .cluster import connect, spec_from_options
+    from .submit import FINISHED
+    from .submit import status as state_of
+
+    spec = spec_from_options(scheduler, cluster_file)
+    if spec is None:
+        raise click.UsageError("status needs the run's cluster: give --scheduler or --cluster")
+    with connect(spec) as client:
+        shown = 0
+        while True:
+            found = state_of(run_id, client)
+            for line in found.get("log", [])[shown:]:
+                click.echo(f"  {line}")
+            shown = len(found.get("log", []))
+            if not follow or found["state"] in FINISHED:
+                break
+            time.sleep(0.5)
+    click.echo(f"run {run_id}: {found['state']}")
+    for kind, path in found.get("outputs", {}).items():
+        click.echo(f"  {kind}: {path}")
+    if found["state"] == "failed":
+        raise click.ClickException(found.get("error", "the run failed"))
 
 
 def main() -> None:
