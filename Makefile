@@ -17,7 +17,7 @@ demo: $(BIN)/pip
 test: $(BIN)/pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(MAKE) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto  # one test process per core
 
 lint:
 	$(BIN)/ruff check pipeline tests benchmarks

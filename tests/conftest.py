@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,70 +106,84 @@ class DaskProcesses:
     workers: list[subprocess.Popen] = field(default_factory=list)
 
     def kill(self) -> None:
+        """SIGKILL every process (and anything it started), and reap them."""
         for process in [*self.workers, self.scheduler]:
-            if process.poll() is None:
-                process.kill()
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
 
 
 @contextmanager
-def dask_processes(folder: Path, n_workers: int = 2) -> Iterator[DaskProcesses]:
-    """Start a scheduler and ``n_workers`` single-threaded workers; kill them all at the end."""
+def dask_processes(
+    folder: Path,
+    n_workers: int = 2,
+    *,
+    scheduler_args: Sequence[str] = (),
+    worker_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    wait: bool = True,
+) -> Iterator[DaskProcesses]:
+    """Start a scheduler and ``n_workers`` single-threaded workers (no nanny, so a
+    killed worker stays dead); kill them all at the end. ``wait``: until the
+    workers have joined (through a plain client: not with TLS)."""
     folder.mkdir(parents=True, exist_ok=True)
     scheduler_file = folder / f"scheduler-{time.monotonic_ns()}.json"
-    env = subprocess_env()
+    environment = {**subprocess_env(), **(env or {})}
     log = open(folder / "dask.log", "ab")  # noqa: SIM115 - closed below
-    scheduler = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "distributed.cli.dask_scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dashboard-address",
-            ":0",
-            "--scheduler-file",
-            str(scheduler_file),
-        ],
-        env=env,
-        stdout=log,
-        stderr=log,
+
+    def start(*args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", *args],
+            env=environment,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # its own process group, killed as one
+        )
+
+    scheduler = start(
+        "distributed.cli.dask_scheduler",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--dashboard-address",
+        ":0",
+        "--scheduler-file",
+        str(scheduler_file),
+        *scheduler_args,
     )
     processes = DaskProcesses(address="", scheduler=scheduler)
     try:
         deadline = time.monotonic() + 60
-        while not scheduler_file.exists() or not scheduler_file.read_text().strip():
+        while not processes.address:
             if time.monotonic() > deadline or scheduler.poll() is not None:
                 raise RuntimeError(f"the scheduler did not start; see {folder / 'dask.log'}")
+            with suppress(FileNotFoundError, json.JSONDecodeError, KeyError):
+                processes.address = json.loads(scheduler_file.read_text())["address"]
             time.sleep(0.1)
-        processes.address = json.loads(scheduler_file.read_text())["address"]
         for _ in range(n_workers):
             processes.workers.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "distributed.cli.dask_worker",
-                        processes.address,
-                        "--nthreads",
-                        "1",
-                        "--nworkers",
-                        "1",
-                        "--no-nanny",
-                        "--local-directory",
-                        str(folder / "workers"),
-                    ],
-                    env=env,
-                    stdout=log,
-                    stderr=log,
+                start(
+                    "distributed.cli.dask_worker",
+                    processes.address,
+                    "--host",
+                    "127.0.0.1",
+                    "--nthreads",
+                    "1",
+                    "--nworkers",
+                    "1",
+                    "--no-nanny",
+                    "--no-dashboard",
+                    "--local-directory",
+                    str(folder / "workers"),
+                    *worker_args,
                 )
             )
-        from distributed import Client
+        if wait:
+            from distributed import Client
 
-        with Client(processes.address, timeout=60) as client:
-            client.wait_for_workers(n_workers, timeout=60)
+            with Client(processes.address, timeout=60) as client:
+                client.wait_for_workers(n_workers, timeout=60)
         yield processes
     finally:
         processes.kill()

@@ -7,14 +7,10 @@ local and remote configs connect to real schedulers and worker processes.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,7 +39,7 @@ from pipeline.cluster import (
     validate_cluster_config,
 )
 from pipeline.data import sample_path
-from tests.conftest import assert_same_partition
+from tests.conftest import assert_same_partition, dask_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
@@ -62,44 +58,6 @@ def make_certs(folder: Path) -> Path:
     )
     assert done.returncode == 0, done.stderr
     return folder
-
-
-def start_dask(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``python -m distributed.cli.<args>`` in its own process group, output to ``log``."""
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-
-
-def stop_dask(process: subprocess.Popen) -> None:
-    """Stop a process from ``start_dask`` and the processes it started (nanny -> worker)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    with contextlib.suppress(ProcessLookupError):  # children left behind in the group
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def scheduler_address(file: Path, process: subprocess.Popen, log: Path) -> str:
-    """The address a scheduler wrote to its ``--scheduler-file``, once it has."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the scheduler exited:\n{log.read_text()}")
-        try:
-            return str(json.loads(file.read_text())["address"])
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            time.sleep(0.1)
-    raise AssertionError(f"no scheduler address after 60 s:\n{log.read_text()}")
 
 
 def landsat_workflow(output: Path) -> pipeline.Workflow:
@@ -456,45 +414,8 @@ def test_connect_with_the_local_config(tmp_path: Path) -> None:
 @pytest.fixture
 def scheduler(tmp_path: Path) -> Iterator[str]:
     """A real ``dask scheduler`` with one ``dask worker``, both subprocesses."""
-    file = tmp_path / "scheduler.json"
-    processes = []
-    try:
-        processes.append(
-            start_dask(
-                [
-                    "distributed.cli.dask_scheduler",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    "--no-dashboard",
-                    "--scheduler-file",
-                    str(file),
-                ],
-                tmp_path / "scheduler.log",
-            )
-        )
-        address = scheduler_address(file, processes[0], tmp_path / "scheduler.log")
-        processes.append(
-            start_dask(
-                [
-                    "distributed.cli.dask_worker",
-                    address,
-                    "--nworkers",
-                    "1",
-                    "--nthreads",
-                    "1",
-                    "--host",
-                    "127.0.0.1",
-                    "--no-dashboard",
-                ],
-                tmp_path / "worker.log",
-            )
-        )
-        yield address
-    finally:
-        for process in reversed(processes):
-            stop_dask(process)
+    with dask_processes(tmp_path / "dask", n_workers=1) as cluster:
+        yield cluster.address
 
 
 @pytest.mark.cluster

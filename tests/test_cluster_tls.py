@@ -16,15 +16,12 @@ import zarr
 
 from pipeline.cluster import ClusterConnectionError, connect
 from pipeline.errors import PipelineError
-from tests.conftest import assert_same_partition
+from tests.conftest import assert_same_partition, dask_processes
 from tests.test_cluster_configs import (
     CLUSTER,
     landsat_reference,
     landsat_workflow,
     make_certs,
-    scheduler_address,
-    start_dask,
-    stop_dask,
 )
 
 ENCRYPTED = {"DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True"}
@@ -47,51 +44,15 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     certificates (in ``tls/certs``, where cluster/tls.yaml expects them)."""
     folder = tmp_path_factory.mktemp("tls")
     certs = make_certs(folder / "tls" / "certs")
-    file = folder / "scheduler.json"
-    processes = []
-    try:
-        processes.append(
-            start_dask(
-                [
-                    "distributed.cli.dask_scheduler",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    "--protocol",
-                    "tls",
-                    "--no-dashboard",
-                    "--scheduler-file",
-                    str(file),
-                    *_tls_args(certs, "scheduler"),
-                ],
-                folder / "scheduler.log",
-                ENCRYPTED,
-            )
-        )
-        address = scheduler_address(file, processes[0], folder / "scheduler.log")
-        processes.append(
-            start_dask(
-                [
-                    "distributed.cli.dask_worker",
-                    address,
-                    "--nworkers",
-                    "1",
-                    "--nthreads",
-                    "1",
-                    "--host",
-                    "127.0.0.1",
-                    "--no-dashboard",
-                    *_tls_args(certs, "worker"),
-                ],
-                folder / "worker.log",
-                ENCRYPTED,
-            )
-        )
-        yield address, folder
-    finally:
-        for process in reversed(processes):
-            stop_dask(process)
+    with dask_processes(
+        folder / "dask",
+        n_workers=1,
+        scheduler_args=["--protocol", "tls", *_tls_args(certs, "scheduler")],
+        worker_args=_tls_args(certs, "worker"),
+        env=ENCRYPTED,
+        wait=False,  # a plain client could not join; the tests' TLS client waits
+    ) as cluster:
+        yield cluster.address, folder
 
 
 def _config(folder: Path, name: str, address: str, certs: str | None) -> Path:
