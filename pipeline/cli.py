@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -10,6 +11,22 @@ import click
 from .errors import PipelineError
 
 __all__ = ["main"]
+
+
+def _where_to_run(scheduler_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The --scheduler ADDRESS and --cluster FILE options (give one at most)."""
+
+    def add(command: Callable[..., None]) -> Callable[..., None]:
+        command = click.option(
+            "--cluster",
+            "cluster_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="A cluster config, e.g. cluster/slurm.yaml; instead of --scheduler.",
+        )(command)
+        return click.option("--scheduler", default=None, help=scheduler_help)(command)
+
+    return add
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,14 +38,7 @@ def cli(debug: bool) -> None:
 
 @cli.command()
 @click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--scheduler", default=None, help="A running scheduler; default: embedded cluster.")
-@click.option(
-    "--cluster",
-    "cluster_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="A cluster config, e.g. cluster/slurm.yaml; instead of --scheduler.",
-)
+@_where_to_run("A running scheduler; default: embedded cluster.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist.")
 @click.option(
     "--resume", is_flag=True, help="Continue a killed run: write only the chunks it had not."
@@ -118,14 +128,7 @@ def _short_crs(wkt: str) -> str:
     show_default=True,
     help="Folder for the demo's outputs.",
 )
-@click.option("--scheduler", default=None, help="A running scheduler; default: embedded cluster.")
-@click.option(
-    "--cluster",
-    "cluster_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="A cluster config, e.g. cluster/slurm.yaml; instead of --scheduler.",
-)
+@_where_to_run("A running scheduler; default: embedded cluster.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier demo run.")
 def demo(output: Path, scheduler: str | None, cluster_file: Path | None, overwrite: bool) -> None:
     """Segment bundled real samples end to end and check them against whole-image processing."""
@@ -154,14 +157,7 @@ def demo(output: Path, scheduler: str | None, cluster_file: Path | None, overwri
 
 @cli.command()
 @click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--scheduler", default=None, help="The running scheduler to run on.")
-@click.option(
-    "--cluster",
-    "cluster_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="A remote cluster config, e.g. cluster/remote.yaml; instead of --scheduler.",
-)
+@_where_to_run("The running scheduler to run on.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist.")
 @click.option("--resume", is_flag=True, help="Continue a killed run of this workflow.")
 @click.option("--retries", type=click.IntRange(0), default=2, show_default=True)
@@ -193,14 +189,7 @@ def submit(
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--scheduler", default=None, help="The scheduler the run was submitted to.")
-@click.option(
-    "--cluster",
-    "cluster_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="A remote cluster config; instead of --scheduler.",
-)
+@_where_to_run("The scheduler the run was submitted to.")
 @click.option("--follow", is_flag=True, help="Print each new line until the run ends.")
 def status(run_id: str, scheduler: str | None, cluster_file: Path | None, follow: bool) -> None:
     """Show the state of run RUN_ID (from segpipe submit); exit 1 if it failed."""
