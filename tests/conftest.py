@@ -87,6 +87,21 @@ def cluster_client(local_cluster: object) -> Iterator[object]:
 
 
 ROOT = Path(__file__).parent.parent
+SEGPIPE = [sys.executable, "-c", "from pipeline.cli import main; main()"]  # the command
+
+
+def run_segpipe(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``segpipe`` command in a subprocess; its output as text."""
+    return subprocess.run(
+        [*SEGPIPE, *args],
+        cwd=cwd,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def subprocess_env() -> dict[str, str]:

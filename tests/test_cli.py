@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +16,12 @@ from skimage.filters import threshold_otsu
 import pipeline
 from pipeline.cluster import connect
 from pipeline.data import sample_path
-from tests.conftest import assert_same_partition
-
-
-def _segpipe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests.conftest import assert_same_partition, run_segpipe
 
 
 @pytest.mark.cluster
 def test_demo_runs_on_the_embedded_cluster_and_refuses_to_overwrite(tmp_path: Path) -> None:
-    first = _segpipe("demo", "--output", "out", cwd=tmp_path)
+    first = run_segpipe("demo", "--output", "out", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "2 worker processes" in first.stdout
     assert first.stdout.count("identical to whole-image scipy/scikit-image: yes") == 2
@@ -54,18 +42,18 @@ def test_demo_runs_on_the_embedded_cluster_and_refuses_to_overwrite(tmp_path: Pa
         assert cog.crs == scene.crs and cog.transform == scene.transform
     assert cog_validate(str(out / "landsat_water_labels.tif"), strict=True)[0]
 
-    again = _segpipe("demo", "--output", "out", cwd=tmp_path)
+    again = run_segpipe("demo", "--output", "out", cwd=tmp_path)
     assert again.returncode == 1
     assert "already exists" in again.stderr and "--overwrite" in again.stderr
     assert "Traceback" not in again.stderr
 
 
 def test_help_on_every_command(tmp_path: Path) -> None:
-    result = _segpipe("--help", cwd=tmp_path)
+    result = run_segpipe("--help", cwd=tmp_path)
     assert result.returncode == 0
     for command in ("demo", "run", "inspect"):
         assert command in result.stdout
-        helped = _segpipe(command, "--help", cwd=tmp_path)
+        helped = run_segpipe(command, "--help", cwd=tmp_path)
         assert helped.returncode == 0 and "Usage:" in helped.stdout
 
 

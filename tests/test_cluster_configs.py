@@ -39,7 +39,7 @@ from pipeline.cluster import (
     validate_cluster_config,
 )
 from pipeline.data import sample_path
-from tests.conftest import assert_same_partition, dask_processes
+from tests.conftest import assert_same_partition, dask_processes, run_segpipe
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
@@ -434,16 +434,6 @@ def test_connect_reaches_a_running_scheduler(scheduler: str, tmp_path: Path) -> 
 # The command ---------------------------------------------------------------------------
 
 
-def _segpipe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
 @pytest.mark.cluster
 def test_segpipe_run_with_a_cluster_file(tmp_path: Path) -> None:
     workflow = _write(
@@ -452,7 +442,7 @@ def test_segpipe_run_with_a_cluster_file(tmp_path: Path) -> None:
         f"source: {{path: {LANDSAT}, bands: [5]}}\nchunks: 128\n"
         "steps: [{threshold: {method: otsu}}, label]\noutput: out/labels.zarr\n",
     )
-    done = _segpipe("run", str(workflow), "--cluster", str(CLUSTER / "local.yaml"), cwd=tmp_path)
+    done = run_segpipe("run", str(workflow), "--cluster", str(CLUSTER / "local.yaml"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"cluster: {min(os.cpu_count() or 1, 8)} workers" in done.stdout
     reference, count = landsat_reference()
@@ -468,7 +458,7 @@ def test_segpipe_run_refuses_a_scheduler_and_a_cluster_file(tmp_path: Path) -> N
         "workflow.yaml",
         f"source: {LANDSAT}\nsteps: [{{threshold: {{}}}}, label]\noutput: out.zarr\n",
     )
-    both = _segpipe(
+    both = run_segpipe(
         "run",
         str(workflow),
         "--scheduler",
@@ -480,9 +470,9 @@ def test_segpipe_run_refuses_a_scheduler_and_a_cluster_file(tmp_path: Path) -> N
     assert both.returncode == 1
     assert "give one of them" in both.stderr and "Traceback" not in both.stderr
     bad = _write(tmp_path, "bad.yaml", "kind: local\nthreads: 2\n")
-    refused = _segpipe("run", str(workflow), "--cluster", str(bad), cwd=tmp_path)
+    refused = run_segpipe("run", str(workflow), "--cluster", str(bad), cwd=tmp_path)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert f"{bad}: threads: unknown field" in refused.stderr
     assert "cluster:" not in refused.stdout  # nothing started
-    helped = _segpipe("demo", "--help", cwd=tmp_path)
+    helped = run_segpipe("demo", "--help", cwd=tmp_path)
     assert "--cluster FILE" in helped.stdout

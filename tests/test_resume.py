@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import tifffile
 
 import pipeline
 from pipeline.data import sample_path
-from tests.conftest import dask_processes, subprocess_env
+from tests.conftest import SEGPIPE, dask_processes, subprocess_env
 
 LANDSAT = sample_path("L7_ETMs.tif")
 CHUNKS = 32  # about a hundred label chunks
@@ -40,7 +39,7 @@ def write_workflow(folder: Path, name: str) -> Path:
 
 def segpipe(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        [*SEGPIPE, *args],
         env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

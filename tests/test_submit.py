@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +14,11 @@ from skimage.filters import threshold_otsu
 import pipeline
 from pipeline.data import sample_path
 from pipeline.submit import status, submit, wait_for
-from tests.conftest import assert_same_partition, dask_processes, subprocess_env
+from tests.conftest import assert_same_partition, dask_processes, run_segpipe
 
 LANDSAT = sample_path("L7_ETMs.tif")
 
 pytestmark = pytest.mark.cluster
-
-
-def segpipe(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def water_reference() -> np.ndarray:
@@ -48,11 +36,11 @@ def test_a_submitted_run_goes_on_after_its_client_left(tmp_path: Path) -> None:
         f"output: {tmp_path / 'water.zarr'}\n"
     )
     with dask_processes(tmp_path / "dask", n_workers=2) as cluster:
-        submitted = segpipe("submit", str(workflow), "--scheduler", cluster.address)
+        submitted = run_segpipe("submit", str(workflow), "--scheduler", cluster.address)
         assert submitted.returncode == 0, submitted.stderr
         run_id = submitted.stdout.split("run ")[1].split()[0]
         assert "segpipe status" in submitted.stdout
-        followed = segpipe("status", run_id, "--scheduler", cluster.address, "--follow")
+        followed = run_segpipe("status", run_id, "--scheduler", cluster.address, "--follow")
         assert followed.returncode == 0, followed.stderr
         assert "done" in followed.stdout
         with Client(cluster.address) as client:
@@ -74,7 +62,7 @@ def test_a_failed_run_says_why_and_an_unknown_id_is_refused(tmp_path: Path) -> N
         found = wait_for(run_id, client, timeout=120)
         with pytest.raises(pipeline.InputValueError, match="knows no run 'nosuchrun'"):
             status("nosuchrun", client)
-        unknown = segpipe("status", "nosuchrun", "--scheduler", cluster.address)
+        unknown = run_segpipe("status", "nosuchrun", "--scheduler", cluster.address)
     assert found["state"] == "failed"
     assert "missing.tif" in found["error"]
     assert unknown.returncode == 1 and "knows no run" in unknown.stderr

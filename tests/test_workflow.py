@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import dask.array as da
@@ -20,7 +19,7 @@ import pipeline
 from pipeline.data import sample_path
 from pipeline.kernels import Threshold
 from pipeline.workflow import Workflow, WorkflowError
-from tests.conftest import assert_same_partition
+from tests.conftest import SEGPIPE, assert_same_partition
 
 LANDSAT = sample_path("L7_ETMs.tif")
 NUCLEI = sample_path("nuclei.tif")
@@ -186,7 +185,7 @@ def test_segpipe_run_from_the_command_line(tmp_path: Path) -> None:
         tmp_path,
         f"source: {NUCLEI}\nchunks: [30, 128, 128]\nsteps: [threshold, label]\noutput: n.zarr\n",
     )
-    command = [sys.executable, "-c", "from pipeline.cli import main; main()"]
+    command = SEGPIPE
     done = subprocess.run([*command, "run", str(path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "objects" in done.stdout and (tmp_path / "n.zarr").exists()
@@ -212,7 +211,7 @@ def test_segpipe_run_on_a_running_scheduler(local_cluster: object, tmp_path: Pat
         tmp_path,
         f"source: {NUCLEI}\nchunks: [30, 128, 128]\nsteps: [threshold, label]\noutput: n.zarr\n",
     )
-    command = [sys.executable, "-c", "from pipeline.cli import main; main()"]
+    command = SEGPIPE
     done = subprocess.run(
         [*command, "run", str(path), "--scheduler", address],
         capture_output=True,

@@ -37,7 +37,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from ..errors import InputValueError, NondeterministicInputError, UnsupportedInputError
-from ._label import _available_memory
+from ._label import _available_memory, _step, _summary_of, _within
 from ._local import final_ids
 from ._merge import RemapPlan, plan_remap
 
@@ -285,12 +285,6 @@ def _first_block(
     return out
 
 
-def _summary_of(first: np.ndarray) -> np.ndarray:
-    out = np.empty(first.shape, dtype=object)
-    out.flat[0] = first.flat[0][1]
-    return out
-
-
 def _pair_seam(
     mine: _Block, theirs: _Block, d: Direction, iou: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -374,14 +368,6 @@ def _match_seams(first: da.Array, iou: float) -> tuple[RemapPlan, SeamReport]:
         iou_threshold=float(iou),
     )
     return plan, report
-
-
-def _step(index: Index, d: Direction) -> Index:
-    return tuple(i + s for i, s in zip(index, d, strict=True))
-
-
-def _within(index: Index, grid: tuple[int, ...]) -> bool:
-    return all(0 <= i < n for i, n in zip(index, grid, strict=True))
 
 
 def _map_kept(
