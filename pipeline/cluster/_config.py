@@ -9,10 +9,10 @@ import types
 from pathlib import Path
 from typing import Any, Union, cast, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..errors import InputValueError, ReadError
+from .._yaml import read_yaml
+from ..errors import InputValueError
 from ._kinds import KINDS, MODELS, ClusterConfig
 
 __all__ = ["ClusterConfigError", "read_cluster_config", "validate_cluster_config"]
@@ -109,14 +109,7 @@ def read_cluster_config(path: str | Path) -> ClusterConfig:
     2
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ReadError(f"{path}: cannot read the cluster config ({error.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ClusterConfigError(f"{path}: not valid YAML: {error}") from None
+    data = read_yaml(path, "cluster config", ClusterConfigError)
     return validate_cluster_config(data, str(path), path.resolve().parent)
 
 

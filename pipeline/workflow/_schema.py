@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -16,7 +15,8 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import InputValueError, ReadError
+from .._yaml import read_yaml
+from ..errors import InputValueError
 from ..kernels import Label, Step, step_class
 
 
@@ -178,14 +178,7 @@ def validate_spec(data: Any, origin: str, base: Path | None = None) -> WorkflowS
 
 def read_spec(path: Path) -> WorkflowSpec:
     """Read and validate a workflow YAML file."""
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ReadError(f"{path}: cannot read the workflow file ({error.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise WorkflowError(f"{path}: not valid YAML: {error}") from None
+    data = read_yaml(path, "workflow file", WorkflowError)
     if not isinstance(data, dict):
         raise WorkflowError(
             f"{path}: a workflow is a mapping with source, steps and output; "
