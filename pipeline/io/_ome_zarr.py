@@ -23,6 +23,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from .._batches import store_batched
 from ..errors import InputValueError, UnsupportedInputError
 from ._common import halvings
 from ._image import Image
@@ -79,8 +80,8 @@ def write_ome_zarr(
     """Write ``image`` and its ``labels`` as an OME-Zarr image group with a label image.
 
     Both are written as NGFF 0.4 multiscale pyramids on zarr v2, computed and
-    stored chunk by chunk by dask in one pass (on the current scheduler, a
-    distributed cluster included), never loaded whole. Level ``n`` keeps every
+    stored chunk by chunk by dask (on the current scheduler, a distributed
+    cluster included, in batches of chunks), never loaded whole. Level ``n`` keeps every
     ``2**n``-th pixel along y and x, starting at pixel 0, for the image and the
     labels alike, so labels stay exact object ids and lie on the same pixels as
     the image at every level; the scale of y and x doubles per level, z and
@@ -166,7 +167,7 @@ def write_ome_zarr(
             )
             for level, source in enumerate(sources)
         ]
-        da.store([*image_levels, *label_levels], targets, lock=False)
+        store_batched([*image_levels, *label_levels], targets)
     return Path(out)
 
 

@@ -32,14 +32,20 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from dask.base import tokenize
-from dask.delayed import Delayed
-from dask.highlevelgraph import HighLevelGraph
 
 from ..errors import InputValueError, NondeterministicInputError, UnsupportedInputError
-from ._label import _available_memory, _step, _summary_of, _within
+from ..io._chunks import Written
+from ._grid import persist_blocks, seam_results, step
+from ._label import _available_memory
 from ._local import final_ids
 from ._merge import RemapPlan, plan_remap
+from ._recorded import (
+    Recording,
+    record_first_pass,
+    recorded_first,
+    recorded_labels,
+    save_summary,
+)
 
 Index = tuple[int, ...]
 Direction = tuple[int, ...]
@@ -137,9 +143,7 @@ def stitch_instances(
     """
     array, halo = _check(padded, halo, iou, keep_labels)
     grid = array.numblocks
-    core_chunks = tuple(
-        tuple(size - 2 * h for size in sizes) for sizes, h in zip(array.chunks, halo, strict=True)
-    )
+    core_chunks = _core_chunks(array, halo)
     if keep_labels is None:
         keep_labels = 4 * array.size <= _available_memory() // 4
 
@@ -156,7 +160,7 @@ def stitch_instances(
         token="segpipe-instances-first-pass",
     )
     if keep_labels:
-        first = first.persist()
+        first = persist_blocks(first)
     plan, report = _match_seams(first, iou)
     plan_task = dask.delayed(plan, pure=True)
     meta = np.empty((0,) * array.ndim, dtype=plan.dtype)
@@ -185,6 +189,45 @@ def stitch_instances(
             token="segpipe-instances",
         )
     return labels, plan.num, report
+
+
+def stitch_instances_recorded(
+    padded: da.Array, halo: tuple[int, ...], recording: Recording, *, iou: float = 0.5
+) -> tuple[da.Array, int, SeamReport, Written]:
+    """:func:`stitch_instances` with its first pass recorded on disk (see :mod:`._recorded`).
+
+    Returns the lazy labels (read from the recorded first pass), the number of
+    objects, the seam report, and what the first pass wrote and skipped.
+
+    Raises
+    ------
+    ChunkError
+        Computing the instances failed on some chunks; every other chunk's
+        first pass is recorded, so a run with ``resume`` redoes only those.
+    """
+    array, halo = _check(padded, halo, iou, None)
+    local = da.map_blocks(
+        _record_block,
+        array,
+        halo,
+        array.numblocks,
+        str(recording.summaries),
+        block_id=True,
+        chunks=_core_chunks(array, halo),
+        dtype=np.uint32,
+        meta=np.empty((0,) * array.ndim, dtype=np.uint32),
+        token="segpipe-instances-first-pass-recorded",
+    )
+    written = record_first_pass(local, recording)
+    plan, report = _match_seams(recorded_first(recording, array.numblocks), iou)
+    return recorded_labels(recording, plan), plan.num, report, written
+
+
+def _core_chunks(array: da.Array, halo: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """The chunks of the padded blocks with their halos cut off."""
+    return tuple(
+        tuple(size - 2 * h for size in sizes) for sizes, h in zip(array.chunks, halo, strict=True)
+    )
 
 
 def _check(
@@ -263,14 +306,10 @@ def _local_ids(block: np.ndarray, halo: tuple[int, ...]) -> tuple[np.ndarray, in
     return lut[inverse.reshape(block.shape)], int(ids.size)
 
 
-def _first_block(
-    block: np.ndarray,
-    halo: tuple[int, ...],
-    grid: tuple[int, ...],
-    keep: bool,
-    block_id: Index | None = None,
-) -> np.ndarray:
-    index = tuple(block_id or ())
+def _first(
+    block: np.ndarray, halo: tuple[int, ...], grid: tuple[int, ...], index: Index
+) -> tuple[np.ndarray, _Block]:
+    """A block's local ids and what its seams need of it."""
     local, count = _local_ids(block, halo)
     strips, crossing = {}, {}
     for d in _directions(block.ndim):
@@ -280,9 +319,33 @@ def _first_block(
         strips[d] = strip
         inside = np.unique(strip[_into_neighbour(halo, d)])
         crossing[d] = inside[inside != 0]
+    return local, _Block(count, strips, crossing)
+
+
+def _first_block(
+    block: np.ndarray,
+    halo: tuple[int, ...],
+    grid: tuple[int, ...],
+    keep: bool,
+    block_id: Index | None = None,
+) -> np.ndarray:
+    local, summary = _first(block, halo, grid, tuple(block_id or ()))
     out = np.empty((1,) * block.ndim, dtype=object)
-    out.flat[0] = (local if keep else None, _Block(count, strips, crossing))
+    out.flat[0] = (local if keep else None, summary)
     return out
+
+
+def _record_block(
+    block: np.ndarray,
+    halo: tuple[int, ...],
+    grid: tuple[int, ...],
+    summaries: str,
+    block_id: Index | None = None,
+) -> np.ndarray:
+    index = tuple(block_id or ())
+    local, summary = _first(block, halo, grid, index)
+    save_summary(summaries, index, summary)
+    return np.ascontiguousarray(local[_core(halo)])
 
 
 def _pair_seam(
@@ -323,23 +386,9 @@ def _seam_task(
 
 def _match_seams(first: da.Array, iou: float) -> tuple[RemapPlan, SeamReport]:
     """One task per block pairs its ids with its forward neighbours'; the client merges."""
-    (summaries,) = dask.optimize(
-        da.map_blocks(
-            _summary_of, first, dtype=object, meta=np.empty((0,) * first.ndim, dtype=object)
-        )
-    )
-    token = tokenize(summaries, iou)
-    seams, gather = f"segpipe-instance-seams-{token}", f"segpipe-instance-counts-{token}"
     grid = first.numblocks
     forward = [d for d in _directions(first.ndim) if _forward(d)]
-    layer: dict = {}
-    for index in np.ndindex(*grid):
-        steps = [d for d in forward if _within(_step(index, d), grid)]
-        neighbours = [(summaries.name, *_step(index, d)) for d in steps]
-        layer[(seams, *index)] = (_seam_task, (summaries.name, *index), neighbours, steps, iou)
-    layer[gather] = (list, [(seams, *index) for index in np.ndindex(*grid)])
-    graph = HighLevelGraph.from_collections(gather, layer, dependencies=[summaries])
-    results = Delayed(gather, graph).compute()
+    results = seam_results(first, _seam_task, forward, iou)
 
     counts = np.zeros(grid, dtype=np.int64)
     for index, (count, _) in zip(np.ndindex(*grid), results, strict=True):
@@ -349,7 +398,7 @@ def _match_seams(first: da.Array, iou: float) -> tuple[RemapPlan, SeamReport]:
     seam_pieces, matched_pieces = [], []
     for index, (_, found) in zip(np.ndindex(*grid), results, strict=True):
         for d, matched, reach_mine, reach_theirs in found:
-            other = _step(index, d)
+            other = step(index, d)
             seam_pieces += [offsets[index] + reach_mine, offsets[other] + reach_theirs]
             if matched.size:
                 pairs.append((index, other, matched))

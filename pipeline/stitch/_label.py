@@ -9,14 +9,20 @@ import dask
 import dask.array as da
 import numpy as np
 import psutil
-from dask.base import tokenize
-from dask.delayed import Delayed
-from dask.highlevelgraph import HighLevelGraph
 
 from ..errors import InputValueError, UnsupportedInputError
+from ..io._chunks import Written
+from ._grid import persist_blocks, seam_results, step
 from ._local import final_ids, relabel_chunk, summarise_chunk
 from ._merge import RemapPlan, plan_remap
 from ._neighbourhood import Neighbourhood, resolve_neighbourhood
+from ._recorded import (
+    Recording,
+    record_first_pass,
+    recorded_first,
+    recorded_labels,
+    save_summary,
+)
 from ._seams import chunk_equivalences, seam_directions
 
 
@@ -117,7 +123,7 @@ def label(
         token="segpipe-first-pass",
     )
     if keep_labels:
-        first = first.persist()
+        first = persist_blocks(first)
     plan = _merge_seams(first, nbh)
     meta = np.empty((0,) * array.ndim, dtype=plan.dtype)
     plan_task = dask.delayed(plan, pure=True)
@@ -145,6 +151,42 @@ def label(
             token="segpipe-label",
         )
     return labels, plan.num
+
+
+def label_recorded(
+    mask: da.Array,
+    recording: Recording,
+    *,
+    connectivity: int = 1,
+    by_value: bool = False,
+) -> tuple[da.Array, int, Written]:
+    """:func:`label` with its first pass recorded on disk (see :mod:`._recorded`).
+
+    Returns the lazy labels (read from the recorded first pass), the number of
+    objects, and what the first pass wrote and skipped.
+
+    Raises
+    ------
+    ChunkError
+        Computing the mask failed on some chunks; every other chunk's first
+        pass is recorded, so a run with ``resume`` redoes only those.
+    """
+    array = _as_mask(mask)
+    nbh = resolve_neighbourhood(array.ndim, None, connectivity)
+    local = da.map_blocks(
+        _record_block,
+        array,
+        nbh,
+        by_value,
+        str(recording.summaries),
+        block_id=True,
+        dtype=np.uint32,
+        meta=np.empty((0,) * array.ndim, dtype=np.uint32),
+        token="segpipe-first-pass-recorded",
+    )
+    written = record_first_pass(local, recording)
+    plan = _merge_seams(recorded_first(recording, array.numblocks), nbh)
+    return recorded_labels(recording, plan), plan.num, written
 
 
 def _available_memory() -> int:
@@ -207,39 +249,13 @@ def _merge_seams(first: da.Array, nbh: Neighbourhood) -> RemapPlan:
     Only the counts and the seam pairs come back to the client; the faces stay
     on the workers.
     """
-    (summaries,) = dask.optimize(
-        da.map_blocks(
-            _summary_of, first, dtype=object, meta=np.empty((0,) * first.ndim, dtype=object)
-        )
-    )
-    token = tokenize(summaries)
-    seams, gather = f"segpipe-seams-{token}", f"segpipe-counts-{token}"
-    grid = first.numblocks
     crossings = dict(seam_directions(nbh))
-    layer: dict = {}
-    for index in np.ndindex(*grid):
-        steps = [d for d in crossings if _within(_step(index, d), grid)]
-        neighbours = [(summaries.name, *_step(index, d)) for d in steps]
-        layer[(seams, *index)] = (
-            _equivalences_task,
-            (summaries.name, *index),
-            neighbours,
-            steps,
-            crossings,
-        )
-    layer[gather] = (list, [(seams, *index) for index in np.ndindex(*grid)])
-    graph = HighLevelGraph.from_collections(
-        gather,
-        layer,
-        dependencies=[summaries],
-    )
-    results = Delayed(gather, graph).compute()
-
-    counts = np.zeros(grid, dtype=np.int64)
+    results = seam_results(first, _equivalences_task, list(crossings), crossings)
+    counts = np.zeros(first.numblocks, dtype=np.int64)
     pairs: list[tuple[tuple[int, ...], tuple[int, ...], np.ndarray]] = []
-    for index, (count, found) in zip(np.ndindex(*grid), results, strict=True):
+    for index, (count, found) in zip(np.ndindex(*first.numblocks), results, strict=True):
         counts[index] = count
-        pairs.extend((index, _step(index, d), touching) for d, touching in found)
+        pairs.extend((index, step(index, d), touching) for d, touching in found)
     return plan_remap(counts, pairs)
 
 
@@ -257,10 +273,17 @@ def _first_block(
     return out
 
 
-def _summary_of(first: np.ndarray) -> np.ndarray:
-    out = np.empty(first.shape, dtype=object)
-    out.flat[0] = first.flat[0][1]
-    return out
+def _record_block(
+    block: np.ndarray,
+    nbh: Neighbourhood,
+    by_value: bool,
+    summaries: str,
+    block_id: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    index = tuple(block_id or ())
+    labels, summary = summarise_chunk(block, nbh, by_value, index)
+    save_summary(summaries, index, summary)
+    return labels
 
 
 def _equivalences_task(
@@ -272,14 +295,6 @@ def _equivalences_task(
     return chunk_equivalences(
         summary.flat[0], [other.flat[0] for other in neighbours], steps, crossings
     )
-
-
-def _step(index: tuple[int, ...], d: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(i + s for i, s in zip(index, d, strict=True))
-
-
-def _within(index: tuple[int, ...], grid: tuple[int, ...]) -> bool:
-    return all(0 <= i < n for i, n in zip(index, grid, strict=True))
 
 
 def _relabel_block(

@@ -1,0 +1,95 @@
+"""Computing one thing per chunk without handing the scheduler every chunk's task at once.
+
+A graph over tens of thousands of chunks costs the scheduler memory and time
+for every task it holds (about 7 ms and a few kB each). Work over chunks is
+therefore submitted in batches of at most :func:`batch_size` chunks; each
+batch is its own graph, culled to what its chunks need, and a batch's
+partial results are combined on the workers before the next batch goes in.
+
+The batch size is the dask config value ``segpipe.batch-size`` (4096 unless
+set, e.g. ``DASK_SEGPIPE__BATCH_SIZE=1024``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+BATCH = 4096
+FAN_IN = 16  # partial results combined per task within a batch
+
+
+def batch_size() -> int:
+    """Chunks submitted to the scheduler at a time."""
+    size = int(dask.config.get("segpipe.batch-size", BATCH))
+    return max(size, 1)
+
+
+def compute_batched(parts: Sequence[Any]) -> list[Any]:
+    """``dask.compute(*parts)``, :func:`batch_size` parts at a time; the results in order."""
+    size = batch_size()
+    results: list[Any] = []
+    for start in range(0, len(parts), size):
+        results.extend(dask.compute(*parts[start : start + size]))
+    return results
+
+
+def reduce_blocks(
+    func: Callable[..., Any],
+    arrays: Sequence[da.Array],
+    combine: Callable[[list[Any]], Any],
+    *args: Any,
+) -> Any:
+    """``combine`` of ``func(*blocks, *args)`` over every block, batch by batch.
+
+    ``arrays`` must share their block grid; ``func`` gets the blocks at one
+    place of that grid. ``combine`` takes a list of partial results and
+    returns one of the same kind (a sum of histograms, a min and a max); it
+    runs on the workers within a batch and on the client across batches.
+    """
+    grids = [array.to_delayed() for array in arrays]
+    shapes = {grid.shape for grid in grids}
+    if len(shapes) != 1:
+        raise ValueError(f"arrays must share one block grid; got {sorted(shapes)}")
+    task = dask.delayed(func, pure=True)
+    merge = dask.delayed(combine, pure=True)
+    places = list(np.ndindex(*grids[0].shape))
+    size = batch_size()
+    partials = []
+    for start in range(0, len(places), size):
+        level = [task(*(grid[p] for grid in grids), *args) for p in places[start : start + size]]
+        while len(level) > 1:
+            level = [merge(level[i : i + FAN_IN]) for i in range(0, len(level), FAN_IN)]
+        (partial,) = dask.compute(level[0])
+        partials.append(partial)
+    return combine(partials)
+
+
+def block_regions(chunks: tuple[tuple[int, ...], ...], size: int) -> list[tuple[slice, ...]]:
+    """Regions on block boundaries that cover the grid, each of at most ``size`` blocks
+    (or of one block), in C order: whole slabs along the first axis while they fit."""
+    if not chunks:
+        return [()]
+    bounds = np.cumsum((0, *chunks[0]))
+    count = len(chunks[0])
+    per_slab = int(np.prod([len(sizes) for sizes in chunks[1:]]))
+    if per_slab <= size:
+        step = max(size // per_slab, 1)
+        rest = tuple(slice(None) for _ in chunks[1:])
+        return [
+            (slice(int(bounds[i]), int(bounds[min(i + step, count)])), *rest)
+            for i in range(0, count, step)
+        ]
+    inner = block_regions(chunks[1:], size)
+    return [(slice(int(bounds[i]), int(bounds[i + 1])), *r) for i in range(count) for r in inner]
+
+
+def store_batched(sources: Sequence[da.Array], targets: Sequence[Any]) -> None:
+    """``da.store(sources, targets)``, :func:`batch_size` chunks of one source at a time."""
+    for source, target in zip(sources, targets, strict=True):
+        for region in block_regions(source.chunks, batch_size()):
+            da.store(source[region], target, regions=region, lock=False)
