@@ -28,7 +28,6 @@ def write_workflow(folder: Path, name: str) -> Path:
     path.write_text(
         f"source: {{path: {LANDSAT}, bands: [5]}}\n"
         f"chunks: {CHUNKS}\n"
-        "keep_labels: false\n"  # the second pass recomputes every chunk: it takes a while
         "steps:\n"
         "  - tests.custom_steps:slow_threshold: {level: 60, delay: 0.03}\n"
         "  - label: {connectivity: 2}\n"
@@ -47,17 +46,23 @@ def segpipe(*args: str) -> subprocess.Popen:
     )
 
 
-def recorded(folder: Path) -> int:
-    """Chunks recorded as written by the run writing into ``folder``."""
-    return sum(len(list(done.iterdir())) for done in folder.glob(".labels.zarr.run-*.done"))
+PASSES = {
+    "first": ".labels.zarr.run-*.first/local.zarr.done",  # kernels run, local labels recorded
+    "write": ".labels.zarr.run-*.done",  # final labels written
+}
 
 
-def wait_for_chunks(run: subprocess.Popen, folder: Path, count: int) -> None:
+def recorded(folder: Path, stage: str) -> int:
+    """Chunks the run writing into ``folder`` recorded as done in pass ``stage``."""
+    return sum(len(list(done.iterdir())) for done in folder.glob(PASSES[stage]))
+
+
+def wait_for_chunks(run: subprocess.Popen, folder: Path, stage: str, count: int) -> None:
     deadline = time.monotonic() + 120
-    while recorded(folder) < count:
+    while recorded(folder, stage) < count:
         assert run.poll() is None, run.communicate()[0]
         assert time.monotonic() < deadline, "the run did not get that far"
-        time.sleep(0.01)
+        time.sleep(0.005)
 
 
 def chunk_digests(labels: Path) -> dict[str, str]:
@@ -82,7 +87,7 @@ def test_a_run_that_loses_a_worker_completes_with_the_same_chunks(
     workflow = write_workflow(tmp_path, "water")
     with dask_processes(tmp_path / "dask", n_workers=3) as cluster:
         run = segpipe("run", str(workflow), "--scheduler", cluster.address)
-        wait_for_chunks(run, tmp_path, len(undisturbed) // 3)
+        wait_for_chunks(run, tmp_path, "first", len(undisturbed) // 2)
         cluster.workers[0].kill()  # SIGKILL, mid-write
         output, _ = run.communicate(timeout=300)
     assert run.returncode == 0, output
@@ -90,27 +95,35 @@ def test_a_run_that_loses_a_worker_completes_with_the_same_chunks(
     assert not list(tmp_path.glob(".labels.zarr.run-*"))  # no staging left behind
 
 
-def test_a_killed_run_resumes_where_it_stopped(tmp_path: Path, undisturbed: dict[str, str]) -> None:
+@pytest.mark.parametrize(("stage", "fraction"), [("first", 2), ("write", 10)])
+def test_a_killed_run_resumes_where_it_stopped(
+    tmp_path: Path, undisturbed: dict[str, str], stage: str, fraction: int
+) -> None:
     workflow = write_workflow(tmp_path, "water")
     with dask_processes(tmp_path / "dask", n_workers=2) as cluster:
         run = segpipe("run", str(workflow), "--scheduler", cluster.address)
-        wait_for_chunks(run, tmp_path, len(undisturbed) // 3)
+        wait_for_chunks(run, tmp_path, stage, len(undisturbed) // fraction)
         run.kill()  # client, scheduler and workers all die at once
         cluster.kill()
         run.communicate(timeout=30)  # reaps it and closes its pipe
-    done_at_kill = recorded(tmp_path)
-    assert len(undisturbed) // 3 <= done_at_kill < len(undisturbed)
+    done_at_kill = {name: recorded(tmp_path, name) for name in PASSES}
+    assert len(undisturbed) // fraction <= done_at_kill[stage] < len(undisturbed)
     assert not (tmp_path / "labels.zarr").exists()  # nothing visible before the end
 
     with dask_processes(tmp_path / "dask-again", n_workers=2) as cluster:
         again = segpipe("run", str(workflow), "--scheduler", cluster.address, "--resume")
         output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output
-    found = re.search(r"resumed: (\d+) of (\d+) chunks", output)
+    found = re.search(
+        r"resumed: (\d+) of (\d+) chunks had their first pass recorded, (\d+)", output
+    )
     assert found is not None, output
-    assert int(found.group(1)) >= done_at_kill
-    assert int(found.group(2)) == len(undisturbed) > 60
+    first, total, written = (int(n) for n in found.groups())
+    assert first >= done_at_kill["first"]
+    assert written >= done_at_kill["write"]
+    assert total == len(undisturbed) > 60
     assert chunk_digests(tmp_path / "labels.zarr") == undisturbed
+    assert not list(tmp_path.glob(".labels.zarr.run-*"))
 
 
 def test_a_chunk_that_always_fails_is_named(tmp_path: Path) -> None:
@@ -133,3 +146,4 @@ def test_a_chunk_that_always_fails_is_named(tmp_path: Path) -> None:
     ):
         flow.run(client=client, retries=1)
     assert not (tmp_path / "labels.zarr").exists()
+    assert recorded(tmp_path, "first") == 8  # every chunk but the failing one

@@ -92,7 +92,7 @@ def store_chunks(
         batch = todo[start : start + BATCH]
         tasks = [Delayed((stored.name, *index), graph, layer=stored.name) for index in batch]
         if client is None:
-            dask.compute(*tasks)
+            failures += _compute_each_on_failure(batch, tasks, done)
             continue
         futures = client.compute(tasks, retries=retries)
         if progress:
@@ -109,6 +109,27 @@ def store_chunks(
     if failures:
         raise ChunkError(_describe(failures, data))
     return Written(total=total, written=len(todo), skipped=total - len(todo))
+
+
+def _compute_each_on_failure(
+    batch: list[tuple[int, ...]], tasks: list[Delayed], done: Path
+) -> list[tuple[tuple[int, ...], BaseException]]:
+    """Compute a batch on a local scheduler; if it fails, compute its unrecorded chunks
+    one by one, so every chunk that can be written is, and return those that failed."""
+    try:
+        dask.compute(*tasks)
+        return []
+    except Exception:
+        recorded = done_chunks(done)
+    failures: list[tuple[tuple[int, ...], BaseException]] = []
+    for index, task in zip(batch, tasks, strict=True):
+        if index in recorded:
+            continue
+        try:
+            dask.compute(task)
+        except Exception as error:
+            failures.append((index, error))
+    return failures
 
 
 def _describe(failures: list[tuple[tuple[int, ...], BaseException]], data: da.Array) -> str:

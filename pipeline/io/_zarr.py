@@ -45,7 +45,7 @@ def write_labels_zarr(
     labels = _regular(labels)
     with staged(path, overwrite=overwrite) as staging:
         _create(labels, staging, attributes)
-        store_chunks(labels, staging, staging.with_name(staging.name + ".done"), progress=progress)
+        store_chunks(labels, staging, _done(staging), progress=progress)
     return Path(path)
 
 
@@ -83,20 +83,56 @@ def write_labels_zarr_resumable(
     target = check_output(path, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.run-{run_key}")
-    done = staging.with_name(staging.name + ".done")
-    labels = _regular(labels)
-    if resume and staging.exists():
-        _check_staged(staging, labels)
-    else:
-        for leftover in (staging, done):
-            if leftover.exists():
-                shutil.rmtree(leftover)
-        _create(labels, staging, attributes)
-    written = store_chunks(labels, staging, done, progress=progress, retries=retries)
+    written = record_chunks(
+        _regular(labels),
+        staging,
+        resume=resume,
+        attributes=attributes,
+        progress=progress,
+        retries=retries,
+    )
     zarr.open_array(str(staging), mode="r+").attrs.put(dict(attributes or {}))
     move_into_place(staging, target, overwrite=overwrite)
-    shutil.rmtree(done)
+    shutil.rmtree(_done(staging))
     return written
+
+
+def record_chunks(
+    data: da.Array,
+    path: Path,
+    *,
+    resume: bool,
+    attributes: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    retries: int = 0,
+) -> Written:
+    """Write ``data`` into a new zarr array at ``path``, each chunk recorded once on disk.
+
+    The markers go in ``<path>.done`` (see :mod:`pipeline.io._chunks`). With
+    ``resume`` an array left there by an interrupted run is kept and only its
+    unrecorded chunks are written; otherwise any leftover is discarded first.
+    ``data``'s chunks must be regular (all but the last per axis equal).
+
+    Raises
+    ------
+    InputValueError
+        ``resume`` and the array found has another shape, chunks or dtype.
+    ChunkError
+        Chunks failed; every other chunk is written and recorded.
+    """
+    done = _done(path)
+    if resume and path.exists():
+        _check_staged(path, data)
+    else:
+        for leftover in (path, done):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        _create(data, path, attributes)
+    return store_chunks(data, path, done, progress=progress, retries=retries)
+
+
+def _done(path: Path) -> Path:
+    return path.with_name(path.name + ".done")
 
 
 def _regular(labels: da.Array) -> da.Array:

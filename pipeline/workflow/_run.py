@@ -5,20 +5,24 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import dask.array as da
 import numpy as np
 
 from ..errors import OutputExistsError
 from ..io import open_image, write_cog, write_labels_zarr, write_ome_zarr
+from ..io._chunks import Written
 from ..io._zarr import write_labels_zarr_resumable
+from ..kernels import Step
 from ..kernels._postprocess import classes_of_objects, drop_invalid
-from ..stitch import label, stitch_instances
+from ..stitch._instances import stitch_instances_recorded
+from ..stitch._label import label_recorded
+from ..stitch._recorded import Recording
 from ._fuse import check_chunks, fit_steps, map_steps, total_halo
 from ._record import Timer, georeference, versions
 from ._schema import WorkflowSpec
@@ -32,7 +36,7 @@ class RunResult:
     ----------
     labels
         The stitched labels, read lazily from the written label zarr (or the
-        lazy result when no label zarr was asked for).
+        OME-Zarr or GeoTIFF when no label zarr was asked for).
     num
         Number of objects.
     outputs
@@ -78,13 +82,27 @@ def run_spec(
             chunks=spec.chunks,
         )
     data = image.data if image.axes.startswith("c") else image.data[None]
+    # One chunk size per axis: the chunks are the zarr chunks of every pass's records.
+    data = data.rechunk(tuple(sizes[0] for sizes in data.chunks))
+    run_key = _run_key(spec, image.source)
     mapped, joiner, after = spec.stages()
     halo = total_halo(mapped, data.ndim - 1)
     check_chunks(data, mapped, halo, str(image.source))
     say(f"image {image.shape} {image.dtype} in chunks {image.data.chunksize}, halo {halo}")
 
+    labels_path = outputs.get("labels") or _scratch(outputs)
+    recording = Recording(
+        folder=labels_path.with_name(f".{labels_path.name}.run-{run_key}.first"),
+        resume=resume,
+        progress=progress,
+        retries=retries,
+    )
+    if not resume and recording.folder.exists():
+        shutil.rmtree(recording.folder)
+    recording.folder.mkdir(parents=True, exist_ok=True)
+
     with timer.stage("fit"):
-        states = fit_steps(data, mapped, image.valid)
+        states = _fit(data, mapped, image.valid, recording.folder / "fits.pkl", say)
     for step, state in zip(mapped, states, strict=True):
         if state is not None:
             say(f"fitted {step.describe()}: {state}")
@@ -93,8 +111,8 @@ def run_spec(
     kind = mapped[-1].output
     if kind == "instances":
         with timer.stage("stitch instances: first pass and seams"):
-            labels, num, report = stitch_instances(
-                segments, halo, iou=spec.seam_iou, keep_labels=spec.keep_labels
+            labels, num, report, first = stitch_instances_recorded(
+                segments, halo, recording, iou=spec.seam_iou
             )
         if image.valid is not None:
             labels, num = drop_invalid(labels, num, image.valid)
@@ -108,11 +126,11 @@ def run_spec(
             segments = da.where(image.valid, segments, 0).astype(segments.dtype)
         with timer.stage("label: first pass and seams"):
             connectivity = joiner.connectivity if joiner is not None else 1
-            labels, num = label(
+            labels, num, first = label_recorded(
                 segments,
+                recording,
                 connectivity=min(connectivity, segments.ndim),
                 by_value=kind == "classes",
-                keep_labels=spec.keep_labels,
             )
         seams = {"method": "connected components (exact)"}
     for step, state in zip(mapped, states, strict=True):
@@ -148,13 +166,23 @@ def run_spec(
     attributes = {**georeference(image), "segpipe": record}
     if object_classes is not None:
         attributes["object_classes"] = object_classes.tolist()
+    record["first_pass"] = _counts(first)
     writing = {
-        "run_key": _run_key(spec, image.source),
+        "run_key": run_key,
         "resume": resume,
         "retries": retries,
         "progress": progress,
     }
-    written = _write(labels, image, outputs, attributes, timer, say, writing, record)
+    written, chunks = _write(labels, labels_path, image, outputs, attributes, timer, writing)
+    record["chunks_written"] = _counts(chunks)
+    for output_kind, path in written.items():
+        say(f"{output_kind}: {path}")
+    if resume:
+        say(
+            f"resumed: {first.skipped} of {first.total} chunks had their first pass recorded, "
+            f"{record['chunks_written']['skipped']} of {first.total} were written already"
+        )
+    shutil.rmtree(recording.folder)
     if "classes" in outputs:
         with timer.stage("write classes"):
             write_labels_zarr(
@@ -171,63 +199,80 @@ def run_spec(
     record_path = _record_path(outputs)
     record_path.write_text(json.dumps(record, indent=2))
     written["record"] = record_path
-    result_labels = da.from_zarr(str(written["labels"])) if "labels" in written else labels
-    return RunResult(labels=result_labels, num=num, outputs=written, record=record)
+    return RunResult(labels=_written_labels(written), num=num, outputs=written, record=record)
 
 
 def _write(
     labels: da.Array,
+    labels_path: Path,
     image: Any,
     outputs: dict[str, Path],
     attributes: dict[str, Any],
     timer: Timer,
-    say: Any,
     writing: dict[str, Any],
-    record: dict[str, Any],
-) -> dict[str, Path]:
+) -> tuple[dict[str, Path], Written]:
+    """Write the label zarr (a hidden scratch one when only other outputs were asked
+    for), then the outputs made from it."""
     written: dict[str, Path] = {}
-    scratch = None
-    labels_path = outputs.get("labels")
-    if labels_path is None and "geotiff" in outputs:
-        scratch = Path(tempfile.mkdtemp(prefix=".segpipe-", dir=outputs["geotiff"].parent))
-        labels_path = scratch / "labels.zarr"
     try:
-        if labels_path is not None:
-            with timer.stage("label: second pass and write zarr"):
-                chunks = write_labels_zarr_resumable(
-                    labels, labels_path, attributes=attributes, overwrite=True, **writing
-                )
-            record["chunks_written"] = {
-                "total": chunks.total,
-                "written": chunks.written,
-                "skipped": chunks.skipped,
-            }
-            if writing["resume"]:
-                say(f"resumed: {chunks.skipped} of {chunks.total} chunks were written already")
-            if "labels" in outputs:
-                written["labels"] = labels_path
-            say(f"labels: {labels_path}")
+        with timer.stage("label: second pass and write zarr"):
+            chunks = write_labels_zarr_resumable(
+                labels, labels_path, attributes=attributes, overwrite=True, **writing
+            )
+        if "labels" in outputs:
+            written["labels"] = labels_path
         if "geotiff" in outputs:
             with timer.stage("write geotiff"):
                 written["geotiff"] = write_cog(
-                    labels_path,  # type: ignore[arg-type]
+                    labels_path,
                     outputs["geotiff"],
                     crs=image.crs,
                     transform=image.transform,
                     overwrite=True,
                 )
-            say(f"geotiff: {written['geotiff']}")
         if "ome_zarr" in outputs:
-            source = da.from_zarr(str(labels_path)) if labels_path is not None else labels
             with timer.stage("write ome-zarr"):
                 written["ome_zarr"] = write_ome_zarr(
-                    source, image, outputs["ome_zarr"], overwrite=True
+                    da.from_zarr(str(labels_path)), image, outputs["ome_zarr"], overwrite=True
                 )
-            say(f"ome_zarr: {written['ome_zarr']}")
     finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return written
+        if "labels" not in outputs and labels_path.exists():
+            shutil.rmtree(labels_path)
+    return written, chunks
+
+
+def _written_labels(written: dict[str, Path]) -> da.Array:
+    """The labels, read lazily from the first written output that holds them."""
+    if "labels" in written:
+        return da.from_zarr(str(written["labels"]))
+    kind = "ome_zarr" if "ome_zarr" in written else "geotiff"
+    return open_image(str(written[kind])).data
+
+
+def _scratch(outputs: dict[str, Path]) -> Path:
+    """Where a run that asked for no label zarr builds one for its other outputs."""
+    first = next(iter(outputs.values()))
+    return first.with_name(f".{first.name}.labels.zarr")
+
+
+def _fit(
+    data: da.Array, steps: list[Step], valid: da.Array | None, cache: Path, say: Any
+) -> list[Any]:
+    """The steps' fits, or those an interrupted run of the same workflow recorded."""
+    if cache.exists():
+        say("fits: as recorded by the interrupted run")
+        with open(cache, "rb") as handle:
+            states: list[Any] = cloudpickle.load(handle)
+        return states
+    states = fit_steps(data, steps, valid)
+    scratch = cache.with_name(cache.name + ".tmp")
+    scratch.write_bytes(cloudpickle.dumps(states))
+    scratch.replace(cache)
+    return states
+
+
+def _counts(written: Written) -> dict[str, int]:
+    return {"total": written.total, "written": written.written, "skipped": written.skipped}
 
 
 def _run_key(spec: WorkflowSpec, source: Any) -> str:

@@ -63,7 +63,6 @@ class WorkflowSpec(BaseModel):
     source: Source
     chunks: int | list[int] | None = None
     seam_iou: float = Field(default=0.5, ge=0.5, lt=1)
-    keep_labels: bool | None = None
     steps: list[Step] = Field(min_length=1)
     output: Outputs
 

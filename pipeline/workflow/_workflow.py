@@ -29,11 +29,6 @@ class Workflow:
         Instance steps (watershed, superpixels, models): pieces of an object
         seen by two chunks are joined when their IoU in the shared halo is
         above this (0.5 to 1).
-    keep_labels
-        Keep every chunk's first-pass labels in the workers' memory for the
-        second pass (``True``), or compute them again there so memory stays at
-        a few chunks per worker (``False``); ``None``: keep them when they fit
-        in a quarter of the workers' memory.
     base
         Folder that relative paths are taken from (a YAML file's own folder).
 
@@ -58,7 +53,6 @@ class Workflow:
         chunks: int | list[int] | None = None,
         *,
         seam_iou: float = 0.5,
-        keep_labels: bool | None = None,
         base: str | Path | None = None,
         origin: str = "workflow",
     ) -> None:
@@ -68,7 +62,6 @@ class Workflow:
             "output": output,
             "chunks": chunks,
             "seam_iou": seam_iou,
-            "keep_labels": keep_labels,
         }
         self.base = Path(base) if base is not None else Path.cwd()
         self.spec: WorkflowSpec = validate_spec(data, origin, self.base)

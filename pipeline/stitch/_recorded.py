@@ -1,0 +1,140 @@
+"""A stitch whose first pass is recorded on disk, chunk by chunk, so a run survives anything.
+
+For runs that take hours: the first pass writes every chunk's local labels
+and its summary (object count, and the faces or halo strips its seams need)
+into a folder next to the output, and records the chunk only once both are
+on disk::
+
+    <folder>/local.zarr         every chunk's first-pass labels (uint32, local ids)
+    <folder>/local.zarr.done/   one marker per chunk whose labels and summary are on disk
+    <folder>/summaries/0.3      chunk (0, 3)'s summary (written before its labels)
+
+A run started again with ``resume`` does the first pass only for chunks
+without a marker. The seams are paired from the recorded summaries, and the
+second pass reads the recorded labels instead of running the kernels again, so
+every kernel runs once per chunk while memory stays at a few chunks per worker.
+A chunk that fails does not stop the others: they finish and are recorded,
+and the error names the chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.highlevelgraph import HighLevelGraph
+
+from ..errors import InputValueError
+from ..io._chunks import Written
+from ..io._zarr import record_chunks
+from ._local import final_ids
+from ._merge import RemapPlan
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Where and how a recorded stitch keeps its first pass.
+
+    Attributes
+    ----------
+    folder
+        The folder of the first pass's records (created when missing).
+    resume
+        Keep the chunks an interrupted run recorded in ``folder``; otherwise
+        start afresh.
+    progress
+        Show a progress bar per batch of chunks.
+    retries
+        Further attempts per chunk on a distributed cluster.
+    """
+
+    folder: Path
+    resume: bool = False
+    progress: bool = False
+    retries: int = 0
+
+    @property
+    def summaries(self) -> Path:
+        """The folder of the chunks' summaries."""
+        return self.folder / "summaries"
+
+
+def record_first_pass(local: da.Array, recording: Recording) -> Written:
+    """Write ``local`` (uint32 local labels whose blocks save their summaries) chunk by chunk.
+
+    Raises
+    ------
+    InputValueError
+        ``local``'s chunks are not regular, so they cannot be zarr chunks.
+    ChunkError
+        Chunks failed; every other chunk is recorded.
+    """
+    for axis, sizes in enumerate(local.chunks):
+        if len(set(sizes[:-1])) > 1 or sizes[-1] > sizes[0]:
+            raise InputValueError(
+                f"axis {axis} has irregular chunks {sizes}: rechunk the image to one chunk "
+                "size per axis before stitching"
+            )
+    recording.summaries.mkdir(parents=True, exist_ok=True)
+    return record_chunks(
+        local,
+        recording.folder / "local.zarr",
+        resume=recording.resume,
+        progress=recording.progress,
+        retries=recording.retries,
+    )
+
+
+def save_summary(folder: str, index: tuple[int, ...], summary: Any) -> None:
+    """Write a chunk's summary atomically and durably (a rewrite leaves the same bytes)."""
+    path = Path(folder) / ".".join(str(i) for i in index)
+    scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(scratch, "wb") as handle:
+        pickle.dump(summary, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(scratch, path)
+
+
+def recorded_first(recording: Recording, grid: tuple[int, ...]) -> da.Array:
+    """The recorded summaries as a first-pass array: one block per chunk, ``(None, summary)``."""
+    name = f"segpipe-recorded-first-{dask.base.tokenize(str(recording.folder), grid)}"
+    folder = str(recording.summaries)
+    layer: dict = {(name, *index): (_load_summary, folder, index) for index in np.ndindex(*grid)}
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[])
+    chunks = tuple((1,) * n for n in grid)
+    return da.Array(graph, name, chunks, meta=np.empty((0,) * len(grid), dtype=object))
+
+
+def recorded_labels(recording: Recording, plan: RemapPlan) -> da.Array:
+    """The second pass: the recorded local labels, mapped to their final ids."""
+    local = da.from_zarr(str(recording.folder / "local.zarr"))
+    return da.map_blocks(
+        _final_block,
+        local,
+        dask.delayed(plan, pure=True),
+        block_id=True,
+        dtype=plan.dtype,
+        meta=np.empty((0,) * local.ndim, dtype=plan.dtype),
+        token="segpipe-recorded-labels",
+    )
+
+
+def _load_summary(folder: str, index: tuple[int, ...]) -> np.ndarray:
+    with open(Path(folder) / ".".join(str(i) for i in index), "rb") as handle:
+        summary = pickle.load(handle)
+    out = np.empty((1,) * len(index), dtype=object)
+    out.flat[0] = (None, summary)
+    return out
+
+
+def _final_block(
+    local: np.ndarray, plan: RemapPlan, block_id: tuple[int, ...] | None = None
+) -> np.ndarray:
+    return final_ids(local, plan.chunk(tuple(block_id or ())), in_place=True)

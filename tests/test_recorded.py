@@ -1,0 +1,152 @@
+"""Stitching in batches, and with the first pass recorded on disk, against whole arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from dask.array.overlap import overlap
+from scipy import ndimage
+from skimage.measure import label as sk_label
+
+import pipeline
+from pipeline.errors import ChunkError, InputValueError
+from pipeline.stitch._instances import stitch_instances_recorded
+from pipeline.stitch._label import label_recorded
+from pipeline.stitch._recorded import Recording
+from tests.conftest import assert_same_partition
+
+
+def blobs(shape: tuple[int, ...], seed: int, levels: int = 1) -> np.ndarray:
+    """Smoothed noise cut into ``levels`` classes (0 is background)."""
+    noise = ndimage.gaussian_filter(np.random.default_rng(seed).random(shape), 1.5)
+    edges = np.quantile(noise, np.linspace(0.5, 1, levels + 1)[:-1])
+    return np.digitize(noise, edges).astype(np.uint8)
+
+
+def markers(recording: Recording) -> list[Path]:
+    return sorted((recording.folder / "local.zarr.done").iterdir())
+
+
+@pytest.fixture(autouse=True)
+def small_batches() -> object:
+    """Batches of 3 chunks, so every pass really is split."""
+    with dask.config.set({"segpipe.batch-size": 3, "scheduler": "threads"}):
+        yield
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "connectivity"),
+    [((60, 70), (16, 9), 1), ((60, 70), (25, 30), 2), ((18, 20, 22), (7, 6, 8), 3)],
+)
+@pytest.mark.parametrize("keep", [True, False])
+def test_label_in_batches_matches_scipy(
+    shape: tuple[int, ...], chunks: tuple[int, ...], connectivity: int, keep: bool
+) -> None:
+    mask = blobs(shape, seed=sum(shape)) > 0
+    structure = ndimage.generate_binary_structure(len(shape), connectivity)
+    reference, count = ndimage.label(mask, structure=structure)
+    labels, num = pipeline.label(
+        da.from_array(mask, chunks=chunks), connectivity=connectivity, keep_labels=keep
+    )
+    assert num == count
+    assert_same_partition(labels.compute(), reference)
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "connectivity", "levels"),
+    [((60, 70), (16, 9), 1, 1), ((60, 70), (13, 30), 2, 3), ((18, 20, 22), (7, 6, 8), 1, 2)],
+)
+def test_recorded_labels_match_skimage(
+    tmp_path: Path,
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    connectivity: int,
+    levels: int,
+) -> None:
+    classes = blobs(shape, seed=len(shape) + levels, levels=levels)
+    reference = sk_label(classes, background=0, connectivity=connectivity)
+    recording = Recording(tmp_path / "first")
+    labels, num, written = label_recorded(
+        da.from_array(classes, chunks=chunks),
+        recording,
+        connectivity=connectivity,
+        by_value=levels > 1,
+    )
+    assert num == reference.max()
+    assert_same_partition(labels.compute(), reference)
+    grid = int(np.prod([-(-s // c) for s, c in zip(shape, chunks, strict=True)]))
+    assert (written.total, written.written, written.skipped) == (grid, grid, 0)
+    assert len(markers(recording)) == len(list(recording.summaries.iterdir())) == grid
+
+
+def test_a_resumed_first_pass_redoes_only_unrecorded_chunks(tmp_path: Path) -> None:
+    mask = blobs((64, 64), seed=3) > 0
+    reference, _ = ndimage.label(mask)
+    recording = Recording(tmp_path / "first")
+    whole, _, _ = label_recorded(da.from_array(mask, chunks=16), recording)
+    expected = whole.compute()
+    lost = markers(recording)[::3]  # as if the run died before recording these
+    for marker in lost:
+        marker.unlink()
+
+    again = Recording(tmp_path / "first", resume=True)
+    labels, _, written = label_recorded(da.from_array(mask, chunks=16), again)
+    assert (written.written, written.skipped) == (len(lost), 16 - len(lost))
+    np.testing.assert_array_equal(labels.compute(), expected)
+    assert_same_partition(expected, reference)
+
+
+def test_a_failing_chunk_leaves_every_other_chunk_recorded(tmp_path: Path) -> None:
+    mask = blobs((48, 48), seed=5) > 0
+    broken = {"on": True}
+
+    def fails_in_the_middle(block: np.ndarray, block_id: tuple[int, ...] | None = None):
+        if block_id == (1, 2) and broken["on"]:
+            raise RuntimeError("this chunk cannot be read")
+        return block
+
+    source = da.from_array(mask, chunks=16).map_blocks(fails_in_the_middle, dtype=bool)
+    recording = Recording(tmp_path / "first")
+    with pytest.raises(ChunkError, match=r"chunk \(1, 2\) \(pixels \[16:32, 32:48\]\)"):
+        label_recorded(source, recording)
+    assert len(markers(recording)) == 8
+
+    broken["on"] = False
+    labels, num, written = label_recorded(source, Recording(recording.folder, resume=True))
+    assert (written.written, written.skipped) == (1, 8)
+    reference, count = ndimage.label(mask)
+    assert num == count
+    assert_same_partition(labels.compute(), reference)
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "halo"),
+    [((64, 72), (20, 24), (3, 3)), ((16, 30, 28), (8, 12, 10), (1, 2, 2))],
+)
+def test_recorded_instances_match_the_reference(
+    tmp_path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], halo: tuple[int, ...]
+) -> None:
+    reference, _ = ndimage.label(blobs(shape, seed=11) > 0)
+    padded = overlap(
+        da.from_array(reference.astype(np.uint32), chunks=chunks),
+        dict(enumerate(halo)),
+        boundary="reflect",
+    )
+    labels, num, report, written = stitch_instances_recorded(
+        padded, halo, Recording(tmp_path / "first")
+    )
+    assert num == reference.max()
+    assert_same_partition(labels.compute(), reference)
+    assert report.fragments == 0 and report.matched == report.seam_pieces > 0
+    assert written.written == written.total
+
+
+def test_irregular_chunks_are_refused_before_any_work(tmp_path: Path) -> None:
+    mask = da.from_array(np.ones((30, 30), dtype=bool), chunks=((10, 5, 15), 30))
+    with pytest.raises(InputValueError, match="irregular chunks"):
+        label_recorded(mask, Recording(tmp_path / "first"))
+    assert not (tmp_path / "first" / "local.zarr").exists()
