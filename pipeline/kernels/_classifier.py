@@ -38,6 +38,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from skimage.draw import polygon as polygon_pixels
 from skimage.feature import multiscale_basic_features
 
+from .._batches import compute_batched
 from ..errors import InputValueError
 from ._base import Step, register, resolve_path
 
@@ -354,7 +355,7 @@ def _raster(path: str, shape: tuple[int, ...]) -> tuple[Any, Any]:
         find(block, tuple(int(o[i]) for o, i in zip(offsets, index, strict=True)), shape)
         for index, block in np.ndenumerate(labels.to_delayed())
     ]
-    found = dask.compute(*parts)
+    found = compute_batched(parts)
     flat = np.concatenate([f for f, _ in found])
     values = np.concatenate([v for _, v in found])
     bad = np.unique(values[(values < 1) | (values > 255)])
@@ -434,7 +435,7 @@ def _training_set(
         region = padded[(slice(None), *context)]
         mask = None if valid is None else valid[box]
         parts.append(samples(step, region, mask, inside - low, classes[mine], flat[mine]))
-    gathered = dask.compute(*parts)
+    gathered = compute_batched(parts)
     where = np.concatenate([g[0] for g in gathered])
     order = np.argsort(where, kind="stable")
     values = np.concatenate([g[1] for g in gathered])[order]

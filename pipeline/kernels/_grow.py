@@ -10,9 +10,11 @@ import dask.array as da
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from .._batches import compute_batched, reduce_blocks
 from ..errors import InputValueError
 from ._base import Step, register, resolve_path
 from ._postprocess import keep_only
+from ._reductions import value_range, widest
 
 
 @register
@@ -102,8 +104,8 @@ class RegionGrow(Step):
             keep[labels.vindex[tuple(points.T)].compute()] = True
         else:
             seeds = self._seed_raster(labels.shape)
-            found = dask.compute(
-                *[
+            found = compute_batched(
+                [
                     dask.delayed(_seeded_ids, pure=True)(a, b)
                     for a, b in zip(
                         labels.to_delayed().ravel(),
@@ -149,17 +151,12 @@ class RegionGrow(Step):
             points = self._seed_points(image.shape)
             return np.asarray(image.vindex[tuple(points.T)].compute(), dtype=np.float64)
         seeds = self._seed_raster(image.shape).rechunk(image.chunks)
-        values = image.astype(np.float64)
-        low, high, count = dask.compute(
-            da.where(seeds, values, np.inf).min(),
-            da.where(seeds, values, -np.inf).max(),
-            seeds.sum(),
-        )
-        if count == 0:
+        found = reduce_blocks(value_range, [image.astype(np.float64), seeds], widest)
+        if found is None:
             raise InputValueError(
                 f"{self.seed_mask}: the seed mask has no seed (no non-zero pixel)"
             )
-        return np.array([low, high])
+        return np.array(found[:2])
 
 
 def _seeded_ids(labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 from dask.array.overlap import overlap
 from scipy import ndimage
 
+from .._batches import compute_batched
 from ..stitch import label
 from ._base import Step, register
 from ._postprocess import border_ids
@@ -52,8 +53,8 @@ def _owners(labels: da.Array, background: da.Array, inside: np.ndarray, count: i
     padded_labels = overlap(labels, depth=depth, boundary=0)
     padded_background = overlap(background, depth=depth, boundary=0)
     task = dask.delayed(_chunk_owners, pure=True)
-    parts = dask.compute(
-        *[
+    parts = compute_batched(
+        [
             task(a, b, inside, cross)
             for a, b in zip(
                 padded_labels.to_delayed().ravel(),

@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from .._batches import compute_batched
 from ..errors import InputValueError
 from ._base import Step, register
 
@@ -115,7 +116,7 @@ class KMeans(Step):
             for index, quota in np.ndenumerate(quotas)
             if quota
         ]
-        drawn = np.concatenate(dask.compute(*parts), axis=0)
+        drawn = np.concatenate(compute_batched(parts), axis=0)
         distinct = len(np.unique(drawn, axis=0))
         if distinct < self.k:
             where = "no" if distinct == 0 else f"{distinct} distinct"

@@ -7,6 +7,7 @@ import dask.array as da
 import numpy as np
 from pydantic import Field
 
+from .._batches import compute_batched
 from ._base import Step, register
 
 
@@ -77,20 +78,21 @@ def drop_invalid(labels: da.Array, num: int, valid: da.Array) -> tuple[da.Array,
 
 def border_ids(labels: da.Array) -> np.ndarray:
     """The ids found on the image border (0 included when background touches it)."""
-    faces = []
+    unique = dask.delayed(np.unique, pure=True)
+    parts = []
     for axis in range(labels.ndim):
         for index in (0, -1):
             cut: list[slice | int] = [slice(None)] * labels.ndim
             cut[axis] = index
-            faces.append(da.unique(labels[tuple(cut)]))
-    return np.unique(np.concatenate(dask.compute(*faces)))
+            parts += [unique(block) for block in labels[tuple(cut)].to_delayed().ravel()]
+    return np.unique(np.concatenate(compute_batched(parts)))
 
 
 def classes_of_objects(labels: da.Array, classes: da.Array, num: int) -> np.ndarray:
     """The class of each object (index = label - 1), from a class map labelled by value."""
     pair = dask.delayed(_chunk_classes, pure=True)
-    parts = dask.compute(
-        *[
+    parts = compute_batched(
+        [
             pair(a, b)
             for a, b in zip(
                 labels.to_delayed().ravel(),
@@ -124,7 +126,7 @@ def keep_only(labels: da.Array, keep: np.ndarray) -> tuple[da.Array, int]:
 def object_sizes(labels: da.Array, num: int) -> np.ndarray:
     """Pixels per label (index = label id) over the whole image, from per-chunk counts."""
     count = dask.delayed(_chunk_sizes, pure=True)
-    parts = dask.compute(*[count(block) for block in labels.to_delayed().ravel()])
+    parts = compute_batched([count(block) for block in labels.to_delayed().ravel()])
     sizes = np.zeros(num + 1, dtype=np.int64)
     for ids, counts in parts:
         np.add.at(sizes, ids, counts)

@@ -13,14 +13,15 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 from scipy import ndimage
 
+from .._batches import reduce_blocks
 from ..errors import InputValueError
 from ._base import Step, register
+from ._reductions import add, banded, value_counts
 
 FLOAT_BINS = 2**16  # float percentiles are as fine as those of a 16-bit image
 
@@ -159,25 +160,23 @@ def band_histograms(data: da.Array, valid: da.Array | None) -> tuple[np.ndarray,
     """Per-band histograms of the whole image, valid finite pixels only.
 
     Returns ``counts`` (bands, bins) and ``values`` (bands, bins): each bin's
-    value (integers of at most 16 bits) or its centre (other images).
+    value (integers of at most 16 bits) or its centre (other images). Each
+    pass over the image is a :func:`~pipeline._batches.reduce_blocks`.
     """
     bands = data.shape[0]
+    arrays = banded(data, valid)
     if data.dtype.kind in "iub" and data.dtype.itemsize <= 2:
         info = np.iinfo(data.dtype) if data.dtype.kind != "b" else np.iinfo(np.uint8)
         offset, span = int(info.min), int(info.max) - int(info.min) + 1
-        counts = _reduce(_bincount_block, data, valid, span, offset=offset)
+        counts = reduce_blocks(_bincount_block, arrays, add)
         values = np.broadcast_to(np.arange(span) + offset, (bands, span))
         return counts, values
-    floats = data.astype(np.float64)
-    ok = da.isfinite(floats) if valid is None else da.isfinite(floats) & valid[None]
-    spatial = tuple(range(1, data.ndim))
-    lo, hi = dask.compute(
-        da.where(ok, floats, np.inf).min(axis=spatial),
-        da.where(ok, floats, -np.inf).max(axis=spatial),
-    )
+    floats = arrays[0].astype(np.float64)
+    ok = da.isfinite(floats) if valid is None else da.isfinite(floats) & arrays[1]
+    lo, hi = reduce_blocks(_range_block, [floats, ok], _band_ranges)
     lo = np.where(np.isfinite(lo), lo, 0.0)
     hi = np.where(np.isfinite(hi), np.maximum(hi, lo), lo)
-    counts = _reduce(_histogram_block, floats, valid, FLOAT_BINS, per_band=(lo, hi))
+    counts = reduce_blocks(_histogram_block, [floats, ok], add, lo, hi)
     edges = [
         np.histogram_bin_edges([], FLOAT_BINS, _range(a, b)) for a, b in zip(lo, hi, strict=True)
     ]
@@ -186,59 +185,34 @@ def band_histograms(data: da.Array, valid: da.Array | None) -> tuple[np.ndarray,
     return counts, values
 
 
-def _reduce(
-    func: Callable[..., np.ndarray],
-    data: da.Array,
-    valid: da.Array | None,
-    bins: int,
-    per_band: tuple[np.ndarray, ...] = (),
-    **kwargs: Any,
-) -> np.ndarray:
-    """Sum per-block (bands, bins) histograms into the image's, as a tree reduction.
-
-    ``func(block, *per_band_blocks, valid_block=None, **kwargs)`` histograms one
-    block; ``per_band`` arrays (one value per band) reach it cut like the bands.
-    """
-    spatial = tuple(f"s{axis}" for axis in range(1, data.ndim))
-    arguments: list[Any] = [data, ("band", *spatial)]
-    for values in per_band:
-        arguments += [da.from_array(values, chunks=(data.chunks[0],)), ("band",)]
-    if valid is not None:
-        arguments += [valid, spatial]
-    per_block = da.blockwise(
-        func,
-        ("band", *spatial, "bin"),
-        *arguments,
-        new_axes={"bin": bins},
-        adjust_chunks={axis: 1 for axis in spatial},
-        dtype=np.int64,
-        meta=np.empty((0,) * (data.ndim + 1), dtype=np.int64),
-        **kwargs,
-    )
-    return np.asarray(per_block.sum(axis=tuple(range(1, data.ndim))).compute())
+def _bincount_block(block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """(bands, values) counts of a block; ``valid`` is ``(1, ...)``."""
+    return np.stack([value_counts(values, None if valid is None else valid[0]) for values in block])
 
 
-def _bincount_block(
-    block: np.ndarray, valid: np.ndarray | None = None, *, offset: int
-) -> np.ndarray:
-    span = int(np.iinfo(block.dtype).max) - offset + 1 if block.dtype != bool else 256
-    counts = np.zeros((block.shape[0], span), dtype=np.int64)
-    for band, values in enumerate(block):
-        picked = values if valid is None else values[valid.astype(bool)]
-        counts[band] = np.bincount(picked.ravel().astype(np.int64) - offset, minlength=span)
-    return counts.reshape(block.shape[0], *(1,) * (block.ndim - 1), span)
+def _range_block(block: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Each band's least and greatest ``ok`` value (2, bands); inf and -inf for none."""
+    spatial = tuple(range(1, block.ndim))
+    low = np.where(ok, block, np.inf).min(axis=spatial)
+    return np.stack([low, np.where(ok, block, -np.inf).max(axis=spatial)])
+
+
+def _band_ranges(parts: list[np.ndarray]) -> np.ndarray:
+    """The (2, bands) range of several blocks' ranges."""
+    stacked = np.stack(parts)
+    return np.stack([stacked[:, 0].min(axis=0), stacked[:, 1].max(axis=0)])
 
 
 def _histogram_block(
-    block: np.ndarray, lo: np.ndarray, hi: np.ndarray, valid: np.ndarray | None = None
+    block: np.ndarray, ok: np.ndarray, lo: np.ndarray, hi: np.ndarray
 ) -> np.ndarray:
+    """(bands, FLOAT_BINS) counts of a block's ``ok`` values, each band over its range."""
     counts = np.zeros((block.shape[0], FLOAT_BINS), dtype=np.int64)
     for band, values in enumerate(block):
-        ok = np.isfinite(values) if valid is None else np.isfinite(values) & valid.astype(bool)
-        counts[band] = np.histogram(values[ok], bins=FLOAT_BINS, range=_range(lo[band], hi[band]))[
-            0
-        ]
-    return counts.reshape(block.shape[0], *(1,) * (block.ndim - 1), FLOAT_BINS)
+        counts[band] = np.histogram(
+            values[ok[band]], bins=FLOAT_BINS, range=_range(lo[band], hi[band])
+        )[0]
+    return counts
 
 
 def _range(lo: float, hi: float) -> tuple[float, float]:

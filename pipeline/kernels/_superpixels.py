@@ -23,14 +23,15 @@ import threading
 import warnings
 from typing import Any, NamedTuple
 
-import dask
 import dask.array as da
 import numpy as np
 from pydantic import Field
 from skimage.segmentation import felzenszwalb, slic
 
+from .._batches import reduce_blocks
 from ..errors import InputValueError
 from ._base import Step, register
+from ._reductions import banded, value_range, widest
 
 
 class _Superpixels(Step):
@@ -174,12 +175,8 @@ class Slic(_Superpixels):
     def fit(self, data: da.Array, valid: da.Array | None) -> SlicFit:
         """The whole image's value range (max - min over all bands, nodata excluded)
         and its spatial shape."""
-        if valid is None:
-            lo, hi = data.min(), data.max()
-        else:  # no valid pixel: lo = inf, hi = -inf, no span
-            lo, hi = da.where(valid, data, np.inf).min(), da.where(valid, data, -np.inf).max()
-        low, high = dask.compute(lo, hi)
-        span = float(high) - float(low)
+        found = reduce_blocks(value_range, banded(data, valid), widest)
+        span = 0.0 if found is None else float(found[1]) - float(found[0])  # None: no valid pixel
         shape = tuple(int(size) for size in data.shape[1:])
         return SlicFit(span if math.isfinite(span) and span > 0 else 0.0, shape)
 

@@ -34,15 +34,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-import dask
 import dask.array as da
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from scipy import ndimage
 from skimage.filters import threshold_isodata, threshold_local, threshold_otsu, threshold_yen
 
+from .._batches import reduce_blocks
 from ..errors import InputValueError
 from ._base import Step, register
+from ._reductions import add, value_counts, value_range, widest
 from ._smooth import TRUNCATE  # skimage's gaussian uses scipy's default too
 
 FLOAT_BINS = 256  # skimage's default for float images
@@ -379,17 +380,13 @@ def global_histogram(values: da.Array, valid: da.Array | None) -> tuple[np.ndarr
     Integer images of at most 16 bits: one bin per value between the global
     minimum and maximum, in one pass. Other images: 256 bins over the global
     range, in two passes (range, then counts); NaN pixels are left out, as
-    pixels outside ``valid`` are.
+    pixels outside ``valid`` are. Each pass goes through
+    :func:`~pipeline._batches.reduce_blocks`, so in batches of chunks.
     """
-    weights = None if valid is None else valid.astype(np.int64)
     if values.dtype.kind in "iub" and values.dtype.itemsize <= 2:
-        info = np.iinfo(values.dtype) if values.dtype.kind != "b" else np.iinfo(np.uint8)
-        offset = int(info.min)
-        span = int(info.max) - offset + 1
-        shifted = values.astype(np.int64) - offset
-        counts = da.bincount(
-            shifted.ravel(), weights=None if weights is None else weights.ravel(), minlength=span
-        ).compute()
+        offset = int(np.iinfo(values.dtype).min) if values.dtype.kind != "b" else 0
+        arrays = [values] if valid is None else [values, valid.rechunk(values.chunks)]
+        counts = reduce_blocks(value_counts, arrays, add)
         present = np.flatnonzero(counts)
         if present.size == 0:
             return counts[:0], np.arange(0)
@@ -398,16 +395,15 @@ def global_histogram(values: da.Array, valid: da.Array | None) -> tuple[np.ndarr
     data = values if values.dtype.kind == "f" else values.astype(np.float64)
     if valid is not None:
         data = da.where(valid, data, np.nan)
-    lo, hi = dask.compute(da.nanmin(data), da.nanmax(data))
-    if not np.isfinite(lo):
+    found = reduce_blocks(value_range, [data, ~da.isnan(data)], widest)
+    if found is None or not np.isfinite(found[0]):
         return np.zeros(0, np.int64), np.zeros(0)
+    lo, hi, count = found
     if lo == hi:
-        return np.array([int(da.isfinite(data).sum().compute())]), np.array([lo])
+        return np.array([count]), np.array([lo])
     # np.histogram per chunk, in the data's own dtype and the global range, is
     # what skimage runs on the whole image: the same bins, the same counts.
-    block_counts = dask.delayed(_histogram, pure=True)
-    parts = [block_counts(block, lo, hi) for block in data.to_delayed().ravel()]
-    counts = np.sum(dask.compute(*parts), axis=0)
+    counts = reduce_blocks(_histogram, [data], add, lo, hi)
     edges = np.histogram(np.empty(0, dtype=data.dtype), bins=FLOAT_BINS, range=(lo, hi))[1]
     return counts, (edges[:-1] + edges[1:]) / 2
 
