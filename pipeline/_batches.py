@@ -13,11 +13,15 @@ set, e.g. ``DASK_SEGPIPE__BATCH_SIZE=1024``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import dask
 import dask.array as da
 import numpy as np
+from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 BATCH = 4096
 FAN_IN = 16  # partial results combined per task within a batch
@@ -29,12 +33,32 @@ def batch_size() -> int:
     return max(size, 1)
 
 
-def compute_batched(parts: Sequence[Any]) -> list[Any]:
-    """``dask.compute(*parts)``, :func:`batch_size` parts at a time; the results in order."""
+def compute_batched(parts: Sequence[Delayed]) -> list[Any]:
+    """``dask.compute(*parts)``, :func:`batch_size` parts at a time; the results in order.
+
+    Each batch's own tasks go in one graph layer beside the layers they share
+    (the image's), so the graph is culled once per batch rather than once per part.
+    """
     size = batch_size()
     results: list[Any] = []
     for start in range(0, len(parts), size):
-        results.extend(dask.compute(*parts[start : start + size]))
+        batch = parts[start : start + size]
+        layers: dict[str, Any] = {}
+        dependencies: dict[str, set[str]] = {}
+        own: dict = {}
+        for part in batch:
+            graph = cast(HighLevelGraph, part.__dask_graph__())
+            (name,) = part.__dask_layers__()
+            own.update(graph.layers[name])
+            for layer, depends in graph.dependencies.items():
+                if layer != name:
+                    layers[layer] = graph.layers[layer]
+                    dependencies[layer] = set(depends)
+        gather = f"segpipe-batch-{tokenize([part.key for part in batch])}"
+        own[gather] = (list, [part.key for part in batch])
+        layers[gather] = own
+        dependencies[gather] = set(layers) - {gather}
+        results.extend(Delayed(gather, HighLevelGraph(layers, dependencies)).compute())
     return results
 
 
@@ -51,22 +75,38 @@ def reduce_blocks(
     returns one of the same kind (a sum of histograms, a min and a max); it
     runs on the workers within a batch and on the client across batches.
     """
-    grids = [array.to_delayed() for array in arrays]
-    shapes = {grid.shape for grid in grids}
-    if len(shapes) != 1:
-        raise ValueError(f"arrays must share one block grid; got {sorted(shapes)}")
-    task = dask.delayed(func, pure=True)
-    merge = dask.delayed(combine, pure=True)
-    places = list(np.ndindex(*grids[0].shape))
+    grids = {array.numblocks for array in arrays}
+    if len(grids) != 1:
+        raise ValueError(f"arrays must share one block grid; got {sorted(grids)}")
+    arrays = dask.optimize(*arrays)
+    apply = partial(_apply, func, args)
+    name = f"segpipe-reduce-{tokenize(func, combine, *arrays, *args)}"
+    places = list(np.ndindex(*arrays[0].numblocks))
     size = batch_size()
     partials = []
     for start in range(0, len(places), size):
-        level = [task(*(grid[p] for grid in grids), *args) for p in places[start : start + size]]
+        layer: dict = {}
+        level = []
+        for number, place in enumerate(places[start : start + size], start=start):
+            key = (name, 0, number)
+            layer[key] = (apply, *[(array.name, *place) for array in arrays])
+            level.append(key)
+        depth = 0
         while len(level) > 1:
-            level = [merge(level[i : i + FAN_IN]) for i in range(0, len(level), FAN_IN)]
-        (partial,) = dask.compute(level[0])
-        partials.append(partial)
+            depth += 1
+            merged = []
+            for first in range(0, len(level), FAN_IN):
+                key = (name, depth, start + first)
+                layer[key] = (combine, level[first : first + FAN_IN])
+                merged.append(key)
+            level = merged
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=list[Any](arrays))
+        partials.append(Delayed(level[0], graph, layer=name).compute())
     return combine(partials)
+
+
+def _apply(func: Callable[..., Any], args: tuple[Any, ...], *blocks: Any) -> Any:
+    return func(*blocks, *args)
 
 
 def block_regions(chunks: tuple[tuple[int, ...], ...], size: int) -> list[tuple[slice, ...]]:
