@@ -86,7 +86,7 @@ def store_chunks(
         token="segpipe-store",
     )
     graph = stored.__dask_graph__()
-    client = _client()
+    client = client_or_none()
     failures: list[tuple[tuple[int, ...], BaseException]] = []
     for start in range(0, len(todo), BATCH):
         batch = todo[start : start + BATCH]
@@ -146,7 +146,8 @@ def _describe(failures: list[tuple[tuple[int, ...], BaseException]], data: da.Ar
     )
 
 
-def _client() -> Any:
+def client_or_none() -> Any:
+    """The distributed client dask computes on now, or None on a local scheduler."""
     scheduler = dask.base.get_scheduler()
     client = getattr(scheduler, "__self__", None)
     return client if client is not None and hasattr(client, "compute") else None
