@@ -5,6 +5,7 @@ The import package is ``pipeline``; the distribution and the command are ``segpi
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import measure
 from .errors import (
     InputValueError,
     NondeterministicInputError,
@@ -13,8 +14,10 @@ from .errors import (
     ReadError,
     UnsupportedInputError,
 )
-from .io import Image, open_image
+from .io import Image, open_image, write_polygons
 from .kernels import step
+from .measure import regionprops
+from .report import write_preview, write_report
 from .stitch import SeamReport, label, stitch_instances
 from .workflow import RunResult, Workflow, WorkflowError
 
@@ -37,7 +40,12 @@ __all__ = [
     "WorkflowError",
     "__version__",
     "label",
+    "measure",
     "open_image",
+    "regionprops",
     "step",
     "stitch_instances",
+    "write_polygons",
+    "write_preview",
+    "write_report",
 ]

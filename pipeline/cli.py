@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -109,6 +110,60 @@ def inspect(path: str, level: int | None) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         click.echo(f"{name:<{width}}  {value}")
+
+
+@cli.command()
+@click.argument("output")
+@click.option(
+    "-o", "--out", "png", required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--image",
+    default=None,
+    help="Image to draw under the labels; default the run's source, when OUTPUT says it.",
+)
+@click.option("--bands", default=None, help="Bands of the image to show, e.g. 4,3,2 (from 1).")
+@click.option("--max-size", type=click.IntRange(16), default=1024, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace the PNG if it exists.")
+def preview(
+    output: str,
+    png: Path,
+    image: str | None,
+    bands: str | None,
+    max_size: int,
+    overwrite: bool,
+) -> None:
+    """Write a PNG of the labels in OUTPUT (label zarr, OME-Zarr or GeoTIFF) over the image.
+
+    Reads a downsampled level, never the whole image.
+    """
+    from .report import write_preview
+
+    chosen = [int(b) for b in bands.split(",")] if bands else None
+    under, source_bands = (image, chosen) if image else _run_source(output)
+    written = write_preview(
+        output,
+        png,
+        image=under,
+        bands=chosen or source_bands,
+        max_size=max_size,
+        overwrite=overwrite,
+    )
+    click.echo(f"preview: {written}")
+
+
+def _run_source(output: str) -> tuple[str | None, list[int] | None]:
+    """The source image and bands of the run that wrote a label zarr, if it says."""
+    import zarr
+
+    record: Any
+    try:
+        record = zarr.open_array(output, mode="r").attrs.get("segpipe", {})
+    except Exception:  # not a label zarr: an OME-Zarr draws its own image, a GeoTIFF none
+        return None, None
+    source = record.get("workflow", {}).get("source", {})
+    path = record.get("source", {}).get("path")
+    return (path if path and Path(path).exists() else None), source.get("bands")
 
 
 def _short_crs(wkt: str) -> str:

@@ -23,6 +23,7 @@ from ..kernels._postprocess import classes_of_objects, drop_invalid
 from ..stitch._instances import stitch_instances_recorded
 from ..stitch._label import label_recorded
 from ..stitch._recorded import Recording
+from ._answers import performance_report, preview_scratch, write_answers, write_run_report
 from ._fuse import check_chunks, fit_steps, map_steps, total_halo
 from ._record import Timer, georeference, versions
 from ._schema import WorkflowSpec
@@ -36,7 +37,8 @@ class RunResult:
     ----------
     labels
         The stitched labels, read lazily from the written label zarr (or the
-        OME-Zarr or GeoTIFF when no label zarr was asked for).
+        OME-Zarr or GeoTIFF when no label zarr was asked for; ``None`` when
+        only a table or polygons were).
     num
         Number of objects.
     outputs
@@ -45,7 +47,7 @@ class RunResult:
         The run record: inputs, parameters, versions, timings, object count.
     """
 
-    labels: da.Array
+    labels: da.Array | None
     num: int
     outputs: dict[str, Path]
     record: dict[str, Any] = field(repr=False)
@@ -66,11 +68,47 @@ def run_spec(
     The label zarr is written chunk by chunk, each chunk recorded once it is on
     disk; with ``resume`` a run of the same workflow on the same input that was
     killed writes only the chunks it had not recorded. ``retries``: further
-    attempts per chunk on a distributed cluster.
+    attempts per chunk on a distributed cluster. Next to the outputs go the run
+    record (``<name>.run.json``), the HTML report (``<name>.report.html``) and,
+    on a distributed cluster, Dask's performance report
+    (``<name>.dask-performance.html``).
     """
     say = log or (lambda message: None)
     outputs = {kind: _resolve(base, path) for kind, path in spec.output.paths().items()}
-    _refuse_existing(outputs, overwrite)
+    files = _run_files(outputs)
+    _refuse_existing({**outputs, **files}, overwrite)
+    labels_path = outputs.get("labels") or _scratch(outputs)
+    try:
+        with performance_report(files["performance"]) as performance:
+            written, record, sizes, num = _run(
+                spec, base, outputs, labels_path, say, progress, resume, retries
+            )
+        files["record"].write_text(json.dumps(record, indent=2))
+        written["record"] = files["record"]
+        if performance is not None:
+            written["performance"] = performance
+        written["report"] = write_run_report(record, files["report"], written, sizes, performance)
+        say(f"report: {written['report']}")
+    finally:
+        for scratch in (_scratch(outputs), preview_scratch(labels_path)):
+            if scratch != outputs.get("labels") and scratch.exists():
+                shutil.rmtree(scratch) if scratch.is_dir() else scratch.unlink()
+    if "preview" not in outputs:
+        written.pop("preview", None)
+    return RunResult(labels=_written_labels(written), num=num, outputs=written, record=record)
+
+
+def _run(
+    spec: WorkflowSpec,
+    base: Path,
+    outputs: dict[str, Path],
+    labels_path: Path,
+    say: Any,
+    progress: bool,
+    resume: bool,
+    retries: int,
+) -> tuple[dict[str, Path], dict[str, Any], np.ndarray, int]:
+    """Open, fit, map, stitch and write: the outputs, the record, the object sizes."""
     timer = Timer()
     started = datetime.now(UTC)
 
@@ -90,7 +128,6 @@ def run_spec(
     check_chunks(data, mapped, halo, str(image.source))
     say(f"image {image.shape} {image.dtype} in chunks {image.data.chunksize}, halo {halo}")
 
-    labels_path = outputs.get("labels") or _scratch(outputs)
     recording = Recording(
         folder=labels_path.with_name(f".{labels_path.name}.run-{run_key}.first"),
         resume=resume,
@@ -175,8 +212,6 @@ def run_spec(
     }
     written, chunks = _write(labels, labels_path, image, outputs, attributes, timer, writing)
     record["chunks_written"] = _counts(chunks)
-    for output_kind, path in written.items():
-        say(f"{output_kind}: {path}")
     if resume:
         say(
             f"resumed: {first.skipped} of {first.total} chunks had their first pass recorded, "
@@ -185,21 +220,22 @@ def run_spec(
     shutil.rmtree(recording.folder)
     if "classes" in outputs:
         with timer.stage("write classes"):
-            write_labels_zarr(
+            written["classes"] = write_labels_zarr(
                 segments,
                 outputs["classes"],
                 attributes={**georeference(image), "segpipe": record},
                 overwrite=True,
                 progress=progress,
             )
-        written["classes"] = outputs["classes"]
-        say(f"classes: {outputs['classes']}")
+    answers, sizes = write_answers(labels_path, image, outputs, num, timer)
+    written.update(answers)
+    for output_kind, path in written.items():
+        if output_kind in outputs:
+            say(f"{output_kind}: {path}")
+    record["outputs"] = {kind: str(path) for kind, path in written.items() if kind in outputs}
     record["timings_s"] = timer.stages
     record["finished"] = datetime.now(UTC).isoformat()
-    record_path = _record_path(outputs)
-    record_path.write_text(json.dumps(record, indent=2))
-    written["record"] = record_path
-    return RunResult(labels=_written_labels(written), num=num, outputs=written, record=record)
+    return written, record, sizes, num
 
 
 def _write(
@@ -211,42 +247,40 @@ def _write(
     timer: Timer,
     writing: dict[str, Any],
 ) -> tuple[dict[str, Path], Written]:
-    """Write the label zarr (a hidden scratch one when only other outputs were asked
-    for), then the outputs made from it."""
+    """Write the label zarr (a hidden scratch one when no label zarr was asked for),
+    then the raster outputs made from it."""
     written: dict[str, Path] = {}
-    try:
-        with timer.stage("label: second pass and write zarr"):
-            chunks = write_labels_zarr_resumable(
-                labels, labels_path, attributes=attributes, overwrite=True, **writing
+    with timer.stage("label: second pass and write zarr"):
+        chunks = write_labels_zarr_resumable(
+            labels, labels_path, attributes=attributes, overwrite=True, **writing
+        )
+    if "labels" in outputs:
+        written["labels"] = labels_path
+    if "geotiff" in outputs:
+        with timer.stage("write geotiff"):
+            written["geotiff"] = write_cog(
+                labels_path,
+                outputs["geotiff"],
+                crs=image.crs,
+                transform=image.transform,
+                overwrite=True,
             )
-        if "labels" in outputs:
-            written["labels"] = labels_path
-        if "geotiff" in outputs:
-            with timer.stage("write geotiff"):
-                written["geotiff"] = write_cog(
-                    labels_path,
-                    outputs["geotiff"],
-                    crs=image.crs,
-                    transform=image.transform,
-                    overwrite=True,
-                )
-        if "ome_zarr" in outputs:
-            with timer.stage("write ome-zarr"):
-                written["ome_zarr"] = write_ome_zarr(
-                    da.from_zarr(str(labels_path)), image, outputs["ome_zarr"], overwrite=True
-                )
-    finally:
-        if "labels" not in outputs and labels_path.exists():
-            shutil.rmtree(labels_path)
+    if "ome_zarr" in outputs:
+        with timer.stage("write ome-zarr"):
+            written["ome_zarr"] = write_ome_zarr(
+                da.from_zarr(str(labels_path)), image, outputs["ome_zarr"], overwrite=True
+            )
     return written, chunks
 
 
-def _written_labels(written: dict[str, Path]) -> da.Array:
-    """The labels, read lazily from the first written output that holds them."""
+def _written_labels(written: dict[str, Path]) -> da.Array | None:
+    """The labels, read lazily from the first written raster output that holds them."""
     if "labels" in written:
         return da.from_zarr(str(written["labels"]))
-    kind = "ome_zarr" if "ome_zarr" in written else "geotiff"
-    return open_image(str(written[kind])).data
+    for kind in ("ome_zarr", "geotiff"):
+        if kind in written:
+            return open_image(str(written[kind])).data
+    return None
 
 
 def _scratch(outputs: dict[str, Path]) -> Path:
@@ -292,25 +326,26 @@ def _resolve(base: Path, path: str) -> Path:
     return candidate if candidate.is_absolute() or "://" in path else (base / candidate).resolve()
 
 
-def _refuse_existing(outputs: dict[str, Path], overwrite: bool) -> None:
+def _refuse_existing(paths: dict[str, Path], overwrite: bool) -> None:
     if overwrite:
         return
-    for kind, path in outputs.items():
+    for kind, path in paths.items():
         if path.exists():
             raise OutputExistsError(
                 f"output {kind} {path} already exists; choose another path in the workflow's "
                 "output or pass --overwrite (overwrite=True) to replace it"
             )
-    record = _record_path(outputs)
-    if record.exists():
-        raise OutputExistsError(
-            f"run record {record} already exists; pass --overwrite to replace it"
-        )
 
 
-def _record_path(outputs: dict[str, Path]) -> Path:
+def _run_files(outputs: dict[str, Path]) -> dict[str, Path]:
+    """What a run writes about itself, named after its first output."""
     first = next(iter(outputs.values()))
-    return first.with_name(first.name.split(".")[0] + ".run.json")
+    stem = first.name.split(".")[0]
+    return {
+        "record": first.with_name(f"{stem}.run.json"),
+        "report": first.with_name(f"{stem}.report.html"),
+        "performance": first.with_name(f"{stem}.dask-performance.html"),
+    }
 
 
 def _jsonable(value: Any) -> Any:

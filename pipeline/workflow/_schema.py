@@ -34,21 +34,40 @@ class Source(BaseModel):
     bands: list[int] | None = Field(default=None, min_length=1)
 
 
+OUTPUT_FORMATS = {
+    "table": (".parquet", ".csv"),
+    "polygons": (".gpkg", ".geojson", ".json", ".parquet"),
+    "preview": (".png",),
+}
+
+
 class Outputs(BaseModel):
-    """What to write: a label zarr, a Cloud-Optimised GeoTIFF, an OME-Zarr (at least one
-    of these), and the class map zarr of a class step."""
+    """What to write: a label zarr, a Cloud-Optimised GeoTIFF, an OME-Zarr, an object
+    table, object polygons (at least one of these), the class map zarr of a class
+    step, and a preview PNG."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     labels: str | None = None
     geotiff: str | None = None
     ome_zarr: str | None = None
+    table: str | None = None
+    polygons: str | None = None
     classes: str | None = None
+    preview: str | None = None
+
+    @field_validator("table", "polygons", "preview")
+    @classmethod
+    def _known_format(cls, value: str | None, info: ValidationInfo) -> str | None:
+        formats = OUTPUT_FORMATS[str(info.field_name)]
+        if value is not None and not value.lower().endswith(formats):
+            raise ValueError(f"{value}: name a file ending in {', '.join(formats)}")
+        return value
 
     @model_validator(mode="after")
     def _at_least_one(self) -> Outputs:
-        if not (self.labels or self.geotiff or self.ome_zarr):
-            raise ValueError("name at least one of labels, geotiff, ome_zarr")
+        if not (self.labels or self.geotiff or self.ome_zarr or self.table or self.polygons):
+            raise ValueError("name at least one of labels, geotiff, ome_zarr, table, polygons")
         return self
 
     def paths(self) -> dict[str, str]:
