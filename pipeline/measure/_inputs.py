@@ -10,6 +10,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from .._arrays import as_dask_array
 from ..errors import InputValueError, UnsupportedInputError
 
 GEOMETRY = ("label", "area", "bbox", "centroid")
@@ -57,14 +58,7 @@ class Georef:
 
 def as_labels(labels: Any) -> da.Array:
     """``labels`` as a 2D or 3D integer dask array with known chunks."""
-    if isinstance(labels, da.Array):
-        array = labels
-    elif isinstance(labels, np.ndarray):
-        array = da.from_array(labels, chunks="auto")
-    else:
-        raise UnsupportedInputError(
-            f"labels must be a dask or numpy array; got {type(labels).__name__}"
-        )
+    array = as_dask_array(labels, "labels")
     if array.dtype.kind not in "iu":
         raise UnsupportedInputError(
             f"labels has dtype {array.dtype}; expected an integer type: objects numbered "

@@ -10,6 +10,7 @@ import dask.array as da
 import numpy as np
 import psutil
 
+from .._arrays import as_dask_array
 from ..errors import InputValueError, UnsupportedInputError
 from ..io._chunks import Written
 from ._grid import persist_blocks, seam_results, step
@@ -202,14 +203,7 @@ def _available_memory() -> int:
 
 
 def _as_mask(mask: Any) -> da.Array:
-    if isinstance(mask, da.Array):
-        array = mask
-    elif isinstance(mask, np.ndarray):
-        array = da.from_array(mask, chunks="auto")
-    else:
-        raise UnsupportedInputError(
-            f"mask must be a dask or numpy array; got {type(mask).__name__}"
-        )
+    array = as_dask_array(mask, "mask")
     if array.dtype.kind not in "biuf":
         raise UnsupportedInputError(
             f"mask has dtype {array.dtype}; expected bool, an integer type or a float type"
