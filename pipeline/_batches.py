@@ -133,3 +133,11 @@ def store_batched(sources: Sequence[da.Array], targets: Sequence[Any]) -> None:
     for source, target in zip(sources, targets, strict=True):
         for region in block_regions(source.chunks, batch_size()):
             da.store(source[region], target, regions=region, lock=False)
+
+
+def compute_array(array: da.Array) -> np.ndarray:
+    """``array.compute()``, :func:`batch_size` chunks at a time, into one numpy array."""
+    out = np.empty(array.shape, dtype=array.dtype)
+    for region in block_regions(array.chunks, batch_size()):
+        out[region] = array[region].compute()
+    return out

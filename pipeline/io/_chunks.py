@@ -85,6 +85,8 @@ def store_chunks(
         meta=np.empty((0,) * data.ndim, dtype=np.int8),
         token="segpipe-store",
     )
+    # Fused as dask fuses an array's graph: a chunk's steps in one task, not one each.
+    (stored,) = dask.optimize(stored)
     graph = stored.__dask_graph__()
     client = client_or_none()
     failures: list[tuple[tuple[int, ...], BaseException]] = []

@@ -22,6 +22,7 @@ import zarr
 from PIL import Image as PILImage
 from PIL.PngImagePlugin import PngInfo
 
+from .._batches import compute_array
 from ..errors import InputValueError, UnsupportedInputError
 from ..io import Image, open_image
 from ..io._staging import check_output, staged
@@ -334,7 +335,7 @@ def _background(
 def _sample(
     pyramid: _Pyramid, where: Sampling, plane: int | None, channels: slice | None = None
 ) -> np.ndarray:
-    """The pixels ``where`` says, of plane ``plane`` (z), computed chunk by chunk."""
+    """The pixels ``where`` says, of plane ``plane`` (z), computed chunk by chunk, in batches."""
     data = pyramid.read(where.level)
     if channels is not None:
         data = data[channels]
@@ -343,7 +344,7 @@ def _sample(
     height, width = data.shape[-2:]
     data = data[..., _index(where.indices(0, height)), :]
     data = data[..., _index(where.indices(1, width))]
-    return np.asarray(data.compute())
+    return compute_array(data)
 
 
 def _index(positions: np.ndarray) -> slice | np.ndarray:

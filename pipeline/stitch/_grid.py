@@ -67,6 +67,7 @@ def seam_results(
 
 def persist_blocks(array: da.Array) -> da.Array:
     """``array.persist()``, :func:`~pipeline._batches.batch_size` blocks at a time."""
+    (array,) = dask.optimize(array)
     graph = array.__dask_graph__()
     keys = list(flatten(array.__dask_keys__()))
     held: dict = {}
