@@ -114,9 +114,7 @@ def inspect(path: str, level: int | None) -> None:
 
 @cli.command()
 @click.argument("output")
-@click.option(
-    "-o", "--out", "png", required=True, type=click.Path(dir_okay=False, path_type=Path)
-)
+@click.option("-o", "--out", "png", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--image",
     default=None,
