@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ._cli_options import where_to_run
+from ._cli_schedule import runs, schedule, serve
 from .errors import PipelineError
 
 __all__ = ["main"]
-
-
-def _where_to_run(scheduler_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """The --scheduler ADDRESS and --cluster FILE options (give one at most)."""
-
-    def add(command: Callable[..., None]) -> Callable[..., None]:
-        command = click.option(
-            "--cluster",
-            "cluster_file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            default=None,
-            help="A cluster config, e.g. cluster/slurm.yaml; instead of --scheduler.",
-        )(command)
-        return click.option("--scheduler", default=None, help=scheduler_help)(command)
-
-    return add
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,7 +24,7 @@ def cli(debug: bool) -> None:
 
 @cli.command()
 @click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
-@_where_to_run("A running scheduler; default: embedded cluster.")
+@where_to_run("A running scheduler; default: embedded cluster.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist.")
 @click.option(
     "--resume", is_flag=True, help="Continue a killed run: write only the chunks it had not."
@@ -64,6 +49,7 @@ def run(
     from .workflow import Workflow
 
     flow = Workflow.from_yaml(workflow)  # validated before any cluster starts
+    flow.check_one_input()
     with connect(spec_from_options(scheduler, cluster_file)) as client:
         click.echo(f"cluster: {len(client.scheduler_info()['workers'])} workers")
         if client.dashboard_link:
@@ -181,7 +167,7 @@ def _short_crs(wkt: str) -> str:
     show_default=True,
     help="Folder for the demo's outputs.",
 )
-@_where_to_run("A running scheduler; default: embedded cluster.")
+@where_to_run("A running scheduler; default: embedded cluster.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier demo run.")
 def demo(output: Path, scheduler: str | None, cluster_file: Path | None, overwrite: bool) -> None:
     """Segment bundled real samples end to end and check them against whole-image processing."""
@@ -210,7 +196,7 @@ def demo(output: Path, scheduler: str | None, cluster_file: Path | None, overwri
 
 @cli.command()
 @click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
-@_where_to_run("The running scheduler to run on.")
+@where_to_run("The running scheduler to run on.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist.")
 @click.option("--resume", is_flag=True, help="Continue a killed run of this workflow.")
 @click.option("--retries", type=click.IntRange(0), default=2, show_default=True)
@@ -231,6 +217,7 @@ def submit(
     if spec is None:
         raise click.UsageError("submit needs a running cluster: give --scheduler or --cluster")
     flow = Workflow.from_yaml(workflow)  # validated before anything is sent
+    flow.check_one_input()
     with connect(spec) as client:
         run_id = start(flow, client, overwrite=overwrite, resume=resume, retries=retries)
         click.echo(f"run {run_id} submitted to {client.scheduler.address}")
@@ -242,7 +229,7 @@ def submit(
 
 @cli.command()
 @click.argument("run_id")
-@_where_to_run("The scheduler the run was submitted to.")
+@where_to_run("The scheduler the run was submitted to.")
 @click.option("--follow", is_flag=True, help="Print each new line until the run ends.")
 def status(run_id: str, scheduler: str | None, cluster_file: Path | None, follow: bool) -> None:
     """Show the state of run RUN_ID (from segpipe submit); exit 1 if it failed."""
@@ -270,6 +257,11 @@ def status(run_id: str, scheduler: str | None, cluster_file: Path | None, follow
         click.echo(f"  {kind}: {path}")
     if found["state"] == "failed":
         raise click.ClickException(found.get("error", "the run failed"))
+
+
+cli.add_command(schedule)
+cli.add_command(serve)
+cli.add_command(runs)
 
 
 def main() -> None:

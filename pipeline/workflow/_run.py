@@ -74,7 +74,7 @@ def run_spec(
     (``<name>.dask-performance.html``).
     """
     say = log or (lambda message: None)
-    outputs = {kind: _resolve(base, path) for kind, path in spec.output.paths().items()}
+    outputs = {kind: resolve_path(base, path) for kind, path in spec.output.paths().items()}
     files = _run_files(outputs)
     _refuse_existing({**outputs, **files}, overwrite)
     labels_path = outputs.get("labels") or _scratch(outputs)
@@ -114,7 +114,7 @@ def _run(
 
     with timer.stage("open"):
         image = open_image(
-            str(_resolve(base, spec.source.path)),
+            str(resolve_path(base, spec.source.path)),
             level=spec.source.level,
             bands=spec.source.bands,
             chunks=spec.chunks,
@@ -321,7 +321,8 @@ def _run_key(spec: WorkflowSpec, source: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def _resolve(base: Path, path: str) -> Path:
+def resolve_path(base: Path, path: str) -> Path:
+    """``path`` as written in a workflow, taken from ``base`` when relative."""
     candidate = Path(path).expanduser()
     return candidate if candidate.is_absolute() or "://" in path else (base / candidate).resolve()
 

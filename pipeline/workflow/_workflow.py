@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..kernels import Step
-from ._run import RunResult, run_spec
-from ._schema import WorkflowSpec, read_spec, validate_spec
+from ._run import RunResult, resolve_path, run_spec
+from ._schema import WorkflowError, WorkflowSpec, read_spec, validate_spec
+from ._templates import for_input, is_templated
 
 
 class Workflow:
@@ -76,6 +78,54 @@ class Workflow:
         flow.base = path.resolve().parent
         return flow
 
+    @property
+    def templated(self) -> bool:
+        """Whether the workflow runs per input: a pattern source or output templates."""
+        return is_templated(self.spec)
+
+    def source_path(self) -> str:
+        """The source path or pattern, taken from the workflow's folder when relative."""
+        return str(resolve_path(self.base, self.spec.source.path))
+
+    def output_paths(self) -> dict[str, Path]:
+        """Output kind to path, taken from the workflow's folder when relative."""
+        return {kind: resolve_path(self.base, p) for kind, p in self.spec.output.paths().items()}
+
+    def check_one_input(self) -> None:
+        """Refuse a workflow for many inputs (a pattern source, output templates)
+        where one run is asked for.
+
+        Raises
+        ------
+        WorkflowError
+            The message says how to run it: from a schedule, or for one file.
+        """
+        if self.templated:
+            raise WorkflowError(
+                f"source.path {self.spec.source.path!r} and output names "
+                f"{list(self.spec.output.paths().values())} are templates for many inputs; "
+                "run it from a schedule (segpipe schedule add WORKFLOW --watch PATTERN), "
+                "or for one file with Workflow.for_input(path)"
+            )
+
+    def for_input(
+        self, path: str | Path, *, when: datetime | None = None, run: str = "0"
+    ) -> Workflow:
+        """This workflow for one input file: its source is ``path`` and the output
+        templates (``out/{stem}_labels.zarr``) are filled in; ``when`` gives
+        ``{date}`` and ``{time}`` (default now, UTC), ``run`` gives ``{run}``.
+
+        Examples
+        --------
+        >>> flow = Workflow("inbox/*.tif", ["threshold", "label"], "out/{stem}_labels.zarr")
+        >>> flow.for_input("inbox/scene_042.tif").spec.output.labels
+        'out/scene_042_labels.zarr'
+        """
+        one = Workflow.__new__(Workflow)
+        one.base = self.base
+        one.spec = for_input(self.spec, path, when=when or datetime.now(UTC), run=run)
+        return one
+
     def run(
         self,
         client: Any = None,
@@ -109,6 +159,7 @@ class Workflow:
             Further attempts for a chunk whose task fails on a distributed
             cluster (a lost worker does not count).
         """
+        self.check_one_input()
         options = {
             "overwrite": overwrite,
             "log": log,
