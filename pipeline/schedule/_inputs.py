@@ -30,8 +30,9 @@ class Found:
         return f"{self.size}:{self.modified:.6f}"
 
 
-def matching(pattern: str) -> list[Found]:
-    """Every input that ``pattern`` matches now, in name order.
+def matching(pattern: str, skip: frozenset[str] = frozenset()) -> list[Found]:
+    """Every input that ``pattern`` matches now, in name order, but those in ``skip``
+    (resolved paths: inputs the ledger has, which are not looked into again).
 
     Hidden names (``.scene.tif``, as rsync writes) and names that writers use
     while a transfer is under way (``.part``, ``.tmp``, ``.crdownload``, ...) are
@@ -41,14 +42,16 @@ def matching(pattern: str) -> list[Found]:
     """
     found = []
     for name in sorted(glob.glob(pattern, recursive=True)):
-        path = Path(name)
+        path = Path(name).resolve()
         if path.name.startswith(".") or path.name.lower().endswith(_IN_TRANSIT):
+            continue
+        if str(path) in skip:
             continue
         try:
             size, modified = _size_and_time(path)
         except FileNotFoundError:
             continue
-        found.append(Found(path.resolve(), size, modified))
+        found.append(Found(path, size, modified))
     return found
 
 

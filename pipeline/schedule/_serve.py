@@ -99,7 +99,9 @@ class Server:
                 since = datetime.fromisoformat(schedule.checked)
                 tick = latest_tick(schedule.cron, since, moment, where)
             if schedule.watch or is_pattern(pattern):
-                ready = self._ready(matching(pattern), schedule.settle, moment, once)
+                known = frozenset(i for i, t in self.ledger.known(schedule.workflow) if not t)
+                found = matching(pattern, skip=known)
+                ready = self._ready(found, schedule.settle, moment, once)
                 if schedule.cron is None or tick is not None:
                     self._queue(schedule, ready)
             elif tick is not None:
@@ -125,10 +127,7 @@ class Server:
         return ready
 
     def _queue(self, schedule: ScheduleRow, ready: list[Found]) -> None:
-        known = self.ledger.known(schedule.workflow)
-        for item in ready:
-            if (str(item.path), "") in known:
-                continue
+        for item in ready:  # a claim is refused if another trigger took the input meanwhile
             run = self.ledger.claim(
                 schedule.id,
                 schedule.workflow,
@@ -176,6 +175,7 @@ class Server:
         except (WorkflowError, OutputExistsError) as error:
             self._failed(run, error, final=True)
             return
+        client = self.client()  # the embedded cluster starts before the first run
         if not self.ledger.start(run.id, outputs):
             return  # taken by another trigger in the meantime
         notes = [f"attempt {run.attempts + 1}"] * bool(run.attempts) + ["resuming"] * run.owns
@@ -188,7 +188,7 @@ class Server:
 
         try:
             result = one.run(
-                self.client(),
+                client,
                 overwrite=run.owns,
                 resume=run.owns,
                 retries=self.chunk_retries,
