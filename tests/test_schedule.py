@@ -22,7 +22,7 @@ from pipeline.data import sample_path
 from pipeline.errors import InputValueError, ReadError
 from pipeline.schedule import Ledger, ServeLock, Server, ServerRunningError, add_schedule
 from pipeline.schedule._inputs import matching
-from tests.conftest import ROOT, assert_same_partition, run_segpipe
+from tests.conftest import ROOT, SEGPIPE, assert_same_partition, run_segpipe
 
 LANDSAT = sample_path("L7_ETMs.tif")
 LEVEL = 60
@@ -361,3 +361,46 @@ def test_a_cron_schedule_of_one_file_runs_once_per_tick(
     assert_same_partition(zarr.open_array(expected)[:], reference)
     assert done.objects == reference.max()
     assert done.record is not None and Path(done.record).exists()
+
+
+def test_the_schedule_and_runs_commands(
+    tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    monkeypatch.setenv("SEGPIPE_HOME", str(ledger.path.parent))
+    path = write_workflow(tmp_path, "inbox/*.tif", "out/{stem}.zarr")
+    runner = CliRunner()
+
+    def segpipe(*args: str) -> str:
+        result = runner.invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    added = segpipe("schedule", "add", str(path), "--watch", "inbox/*.tif", "--cron", "0 2 * * *")
+    assert added.startswith("schedule 1: cron '0 2 * * *' and watch ")
+    assert "inbox/*.tif" in segpipe("schedule", "list")
+    assert "no runs" in segpipe("runs")
+    run = ledger.claim(1, str(path), "/inbox/a.tif", retries=0)
+    assert run is not None and ledger.start(run, {"labels": "/out/a.zarr"})
+    ledger.failed(run, error="ReadError: /inbox/a.tif: truncated", traceback="Trace!", final=False)
+    listed = segpipe("runs", "--status", "failed")
+    assert " failed " in listed and "ReadError: /inbox/a.tif: truncated" in listed
+    shown = segpipe("runs", "show", str(run), "--traceback")
+    assert "output labels  /out/a.zarr" in shown and "Trace!" in shown
+    assert "queued again" in segpipe("runs", "retry", str(run))
+    assert ledger.run(run).status == "queued"
+    assert "removed schedule 1" in segpipe("schedule", "remove", "1")
+    assert "no schedules" in segpipe("schedule", "list")
+
+    refused = subprocess.run(
+        [*SEGPIPE, "runs", "show", "99"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "SEGPIPE_HOME": str(ledger.path.parent)},
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("segpipe: error: ") and "there is no run 99" in refused.stderr
