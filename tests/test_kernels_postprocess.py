@@ -93,3 +93,19 @@ def test_keep_largest_keeps_the_largest_object_across_seams() -> None:
     np.testing.assert_array_equal(kept.compute(), (whole == largest).astype(np.uint32))
     empty, none = KeepLargest().finish(da.zeros((8, 8), dtype=np.uint32, chunks=4), 0)
     assert none == 0 and not empty.compute().any()
+
+
+@pytest.mark.parametrize("spread", [10, 10**6])
+def test_object_sizes_count_every_id_in_narrow_and_wide_chunks(spread: int) -> None:
+    from pipeline.kernels._postprocess import object_sizes
+
+    rng = np.random.default_rng(spread)
+    ids = rng.integers(0, 50, size=(96, 80)).astype(np.int64)
+    ids[ids > 0] += rng.integers(0, spread, size=1)[0]  # some chunks hold far ids only
+    ids[5:9, 70:80] = spread + 49  # a wide range inside one chunk
+    labels = da.from_array(ids.astype(np.uint32), chunks=(32, 40))
+    expected = np.bincount(ids.ravel())
+    sizes = object_sizes(labels, int(ids.max()))
+    assert sizes.dtype == np.int64
+    np.testing.assert_array_equal(sizes[expected.nonzero()], expected[expected.nonzero()])
+    assert sizes.sum() == ids.size

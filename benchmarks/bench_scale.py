@@ -1,0 +1,307 @@
+"""Scale: one threshold + label workflow from megapixels to beyond memory, beside its peers.
+
+Input: band 5 (SWIR) of the bundled Landsat 7 scene, mirrored and tiled to an
+N x N uint8 zarr (zstd, chunks 2048^2), so the texture and the water bodies are
+real and objects run across chunk borders. Built once per size under
+benchmarks/_work/ and reused.
+
+The workflow: ``threshold: {method: otsu, foreground: below}`` then ``label:
+{connectivity: 2}``, written as a uint32 label zarr, run with ``Workflow.run``
+on a fresh embedded LocalCluster of 2 single-threaded worker processes per
+size. Printed per size, in the same run:
+
+- segpipe: wall seconds (everything a user's run does: fit, both recorded
+  passes, seams, write, object sizes, preview and report), MP/s, nanoseconds per
+  pixel, the stages, each worker's peak memory (VmHWM) against its limit, and
+  the peak memory of this process, which holds the client and the scheduler;
+- naive: the same global threshold (one distributed histogram) and a
+  ``map_overlap`` of per-chunk ``scipy.ndimage.label``, written the same way:
+  no stitching, so its labels are NOT globally consistent. segpipe's time over
+  this one is what exactness costs;
+- dask_image.ndmeasure.label on the same mask, zarr to zarr, same cluster (up
+  to ``--dask-image-max``: it is slow);
+- scipy.ndimage.label and cc3d on the whole mask in memory, one core (up to
+  ``--whole-max``), with a check that segpipe found the same number of objects.
+
+Usage::
+
+    python benchmarks/bench_scale.py                          # 8192 .. 81920: 100x in pixels
+    python benchmarks/bench_scale.py --sizes 160000 --no-peers # bigger than this machine's memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cc3d
+import dask.array as da
+import numpy as np
+import psutil
+import rasterio
+import zarr
+from distributed import Client, LocalCluster
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+
+import pipeline
+from pipeline.data import sample_path
+
+WORK = Path(__file__).parent / "_work" / "scale"
+CHUNK = 2048
+STRUCTURE = np.ones((3, 3), dtype=bool)
+
+
+# ---------------------------------------------------------------- the input
+
+
+def _texture() -> np.ndarray:
+    with rasterio.open(sample_path("L7_ETMs.tif")) as scene:
+        return scene.read(5)
+
+
+def _mirrored(block: np.ndarray, texture: np.ndarray, block_info: Any = None) -> np.ndarray:
+    """The block of the endless mirrored tiling of ``texture`` (seamless, deterministic)."""
+    (rows, cols) = block_info[None]["array-location"]
+    index = []
+    for (start, stop), period in zip((rows, cols), texture.shape, strict=True):
+        at = np.arange(start, stop) % (2 * period)
+        index.append(np.where(at < period, at, 2 * period - 1 - at))
+    return texture[np.ix_(*index)]
+
+
+def landsat_mosaic(size: int) -> Path:
+    """A size x size uint8 zarr of mirrored Landsat band-5 texture (built once)."""
+    path = WORK / f"landsat_{size}.zarr"
+    if path.exists():
+        return path
+    WORK.mkdir(parents=True, exist_ok=True)
+    blank = da.empty((size, size), chunks=CHUNK, dtype=np.uint8)
+    mosaic = blank.map_blocks(_mirrored, _texture(), dtype=np.uint8)
+    staging = path.with_suffix(".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    target = zarr.create_array(staging, shape=(size, size), chunks=(CHUNK, CHUNK), dtype="u1")
+    da.store(mosaic, target, lock=False)
+    staging.rename(path)
+    return path
+
+
+# ---------------------------------------------------------- the measurements
+
+
+def _peak_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+class _Sampler:
+    """The peak resident memory of this process (client + scheduler) while it runs."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.start = self.peak = self.process.memory_info().rss / 2**20
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak = max(self.peak, self.process.memory_info().rss / 2**20)
+
+    def __enter__(self) -> _Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _timed(run: Callable[[], object]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = run()
+    return time.perf_counter() - start, value
+
+
+def segpipe(source: Path, size: int, client: Client) -> dict[str, Any]:
+    folder = WORK / f"run_{size}"
+    shutil.rmtree(folder, ignore_errors=True)
+    flow = pipeline.Workflow(
+        source=str(source),
+        steps=[
+            {"threshold": {"method": "otsu", "foreground": "below"}},
+            {"label": {"connectivity": 2}},
+        ],
+        output={"labels": str(folder / "labels.zarr")},
+    )
+    with _Sampler() as sampler:
+        seconds, result = _timed(lambda: flow.run(client))
+    workers = client.run(_peak_rss_mib)
+    limits = [w["memory_limit"] / 2**20 for w in client.scheduler_info()["workers"].values()]
+    record = json.loads((folder / "labels.run.json").read_text())
+    return {
+        "seconds": seconds,
+        "objects": result.num,
+        "stages": record["timings_s"],
+        "threshold": next(iter(record["fitted"].values())),
+        "worker_peak": max(workers.values()),
+        "worker_limit": min(limits),
+        "process_peak": sampler.peak,
+        "process_start": sampler.start,
+        "chunks": record["first_pass"]["total"],
+        "folder": folder,
+    }
+
+
+def _label_block(block: np.ndarray) -> np.ndarray:
+    return ndimage.label(block, structure=STRUCTURE)[0].astype(np.uint32)
+
+
+def _store(labels: da.Array, path: Path) -> None:
+    target = zarr.create_array(
+        path,
+        shape=labels.shape,
+        chunks=(CHUNK, CHUNK),
+        dtype=labels.dtype,
+        overwrite=True,
+        config={"write_empty_chunks": True},
+    )
+    da.store(labels, target, lock=False)
+
+
+def _mask(source: Path) -> tuple[da.Array, float]:
+    """The mask of the same global Otsu threshold: one distributed histogram."""
+    image = da.from_zarr(str(source))
+    histogram = da.bincount(image.ravel(), minlength=256).compute()
+    level = threshold_otsu(hist=(histogram, np.arange(256)))
+    return image <= level, level
+
+
+def naive(source: Path) -> float:
+    def run() -> None:
+        mask, _ = _mask(source)
+        labels = mask.map_overlap(_label_block, depth=1, boundary="none", dtype=np.uint32)
+        _store(labels, WORK / "naive.zarr")
+
+    seconds, _ = _timed(run)
+    shutil.rmtree(WORK / "naive.zarr", ignore_errors=True)
+    return seconds
+
+
+def dask_image(source: Path) -> float:
+    from dask_image.ndmeasure import label
+
+    def run() -> None:
+        mask, _ = _mask(source)
+        labels, _ = label(mask, structure=STRUCTURE)
+        _store(labels.astype(np.uint32), WORK / "dask_image.zarr")
+
+    seconds, _ = _timed(run)
+    shutil.rmtree(WORK / "dask_image.zarr", ignore_errors=True)
+    return seconds
+
+
+def whole(source: Path, level: float) -> dict[str, tuple[float, int]]:
+    mask = zarr.open_array(source, mode="r")[...] <= level
+    scipy_s, (_, scipy_n) = _timed(lambda: ndimage.label(mask, structure=STRUCTURE))
+    cc3d_s, (_, cc3d_n) = _timed(
+        lambda: cc3d.connected_components(mask.view(np.uint8), connectivity=8, return_N=True)
+    )
+    return {"scipy.ndimage.label": (scipy_s, scipy_n), "cc3d": (cc3d_s, cc3d_n)}
+
+
+# ---------------------------------------------------------------- the report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 16384, 32768, 81920])
+    parser.add_argument("--no-peers", action="store_true", help="segpipe only")
+    parser.add_argument("--dask-image-max", type=int, default=8192)
+    parser.add_argument("--whole-max", type=int, default=32768)
+    parser.add_argument("--keep", action="store_true", help="keep the label outputs")
+    args = parser.parse_args()
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+    rows = []
+    for size in args.sizes:
+        pixels = size * size
+        with (
+            LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=":0",
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            source = landsat_mosaic(size)
+            ours = segpipe(source, size, client)
+            peers: dict[str, float] = {}
+            counts: dict[str, int] = {}
+            if not args.no_peers:
+                peers["naive map_overlap, no stitching"] = naive(source)
+                if size <= args.dask_image_max:
+                    peers["dask_image.ndmeasure.label"] = dask_image(source)
+        if not args.no_peers and size <= args.whole_max:
+            for name, (seconds, count) in whole(source, ours["threshold"]).items():
+                peers[f"{name}, whole, in memory"] = seconds
+                counts[name] = count
+        if not args.keep:
+            shutil.rmtree(ours["folder"], ignore_errors=True)
+        rows.append((size, pixels, ours, peers, counts))
+        _print_size(size, pixels, ours, peers, counts)
+    _print_growth(rows)
+
+
+def _print_size(
+    size: int, pixels: int, ours: dict[str, Any], peers: dict[str, float], counts: dict[str, int]
+) -> None:
+    mp = pixels / 1e6
+    print(f"\n== {size} x {size} uint8 ({mp:,.0f} MP, {ours['chunks']} chunks of {CHUNK}^2) ==")
+    print(f"{'run':<44} {'seconds':>9} {'MP/s':>8} {'ns/pixel':>9}  vs segpipe")
+    print(f"{'segpipe workflow (threshold + label)':<44} {ours['seconds']:>9.1f} "
+          f"{mp / ours['seconds']:>8.1f} {ours['seconds'] / pixels * 1e9:>9.2f}")  # fmt: skip
+    for name, seconds in peers.items():
+        print(f"{name:<44} {seconds:>9.1f} {mp / seconds:>8.1f} "
+              f"{seconds / pixels * 1e9:>9.2f}  {ours['seconds'] / seconds:>6.2f}x")  # fmt: skip
+    naive_s = peers.get("naive map_overlap, no stitching")
+    if naive_s:
+        print(f"exactness costs {100 * (ours['seconds'] / naive_s - 1):.0f}% over the naive run")
+    stages = ", ".join(f"{name} {s:.1f}" for name, s in ours["stages"].items())
+    print(f"stages (s): {stages}")
+    print(f"objects: {ours['objects']:,}" + "".join(
+        f"; {name} {n:,} ({'same' if n == ours['objects'] else 'DIFFERENT'})"
+        for name, n in counts.items()))  # fmt: skip
+    print(f"peak memory: worker {ours['worker_peak']:,.0f} MiB of {ours['worker_limit']:,.0f} "
+          f"limit; client + scheduler {ours['process_peak']:,.0f} MiB "
+          f"({ours['process_start']:,.0f} at start)")  # fmt: skip
+
+
+def _print_growth(rows: list[tuple[int, int, dict[str, Any], dict, dict]]) -> None:
+    if len(rows) < 2:
+        return
+    first = rows[0][2]["seconds"] / rows[0][1]
+    print("\n== growth ==")
+    print(f"{'size':>7} {'MP':>8} {'chunks':>7} {'ns/pixel':>9} {'vs first':>9} "
+          f"{'client+scheduler MiB':>21} {'worker peak MiB':>16}")  # fmt: skip
+    for size, pixels, ours, _, _ in rows:
+        per = ours["seconds"] / pixels
+        print(f"{size:>7} {pixels / 1e6:>8,.0f} {ours['chunks']:>7} {per * 1e9:>9.2f} "
+              f"{per / first:>8.2f}x {ours['process_peak'] - ours['process_start']:>+21,.0f} "
+              f"{ours['worker_peak']:>16,.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
