@@ -47,6 +47,7 @@ import numpy as np
 import psutil
 import rasterio
 import zarr
+from bench_label import _peak_rss_mib  # a worker's own peak RSS (VmHWM)
 from distributed import Client, LocalCluster
 from scipy import ndimage
 from skimage.filters import threshold_otsu
@@ -94,14 +95,6 @@ def landsat_mosaic(size: int) -> Path:
 
 
 # ---------------------------------------------------------- the measurements
-
-
-def _peak_rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 class _Sampler:
