@@ -124,7 +124,7 @@ def serve(scheduler: str | None, cluster_file: Path | None, interval: float, onc
         if not found.schedules():
             _say("no schedules yet: add one with segpipe schedule add; looking anyway")
 
-        def client() -> Any:  # the cluster starts when the first run is due
+        def start_cluster() -> Any:  # called when the first run is due
             started = stack.enter_context(connect(spec))
             workers = len(started.scheduler_info()["workers"])
             _say(f"cluster: {workers} workers" + _dashboard(started))
@@ -132,7 +132,7 @@ def serve(scheduler: str | None, cluster_file: Path | None, interval: float, onc
 
         _say(f"serving {home} every {interval:g} s" if not once else f"serving {home} once")
         try:
-            Server(found, client, log=_say).serve(interval=interval, once=once)
+            Server(found, start_cluster, log=_say).serve(interval=interval, once=once)
         except KeyboardInterrupt:
             _say("stopped; a run under way resumes at the next segpipe serve")
             raise SystemExit(130) from None

@@ -76,6 +76,10 @@ def age(path: Path, seconds: float) -> None:
     os.utime(path, (moment, moment))
 
 
+def _no_cluster() -> None:
+    raise AssertionError("only looking: no run may start")
+
+
 # templates -------------------------------------------------------------------
 
 
@@ -297,7 +301,7 @@ def test_only_fully_written_inputs_are_queued(tmp_path: Path, ledger: Ledger) ->
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     add_schedule(ledger, path, watch=str(inbox / "*.tif"), settle=0.5)
-    server = Server(ledger, client=None, log=lambda line: None)
+    server = Server(ledger, connect=_no_cluster, log=lambda line: None)
     (inbox / "old.tif").write_bytes(b"x" * 10)
     age(inbox / "old.tif", 100)
     (inbox / "new.tif").write_bytes(b"x" * 10)  # written just now
@@ -328,7 +332,7 @@ def test_overlapping_triggers_make_one_run_per_input(tmp_path: Path, ledger: Led
     add_schedule(ledger, path, watch=str(inbox / "*.tif"), settle=0)
     add_schedule(ledger, path, cron="* * * * * *", settle=0)  # every second, same inputs
     add_schedule(ledger, path, watch=str(inbox / "a*"), cron="* * * * * *", settle=0)
-    servers = [Server(ledger, client=None, log=lambda line: None) for _ in range(2)]
+    servers = [Server(ledger, connect=_no_cluster, log=lambda line: None) for _ in range(2)]
     for _ in range(3):
         time.sleep(1.1)
         for server in servers:
@@ -342,7 +346,7 @@ def test_a_cron_schedule_of_one_file_runs_once_per_tick(
     scene = write_scene(tmp_path / "scene.tif")
     path = write_workflow(tmp_path, "scene.tif", "out/scene_{date}_{time}.zarr")
     schedule = add_schedule(ledger, path, cron="30 2 * * *", timezone="UTC")
-    server = Server(ledger, client=cluster_client, log=lambda line: None)
+    server = Server(ledger, connect=lambda: cluster_client, log=lambda line: None)
     server.look()
     assert ledger.runs() == []  # no tick since the schedule was added
     ledger.checked(schedule.id, datetime.now(UTC) - timedelta(days=3))  # three ticks missed

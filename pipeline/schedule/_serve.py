@@ -35,15 +35,15 @@ __all__ = ["Server"]
 
 
 class Server:
-    """Runs what a ledger's schedules make due, on ``client``'s cluster.
+    """Runs what a ledger's schedules make due, on the cluster ``connect`` gives.
 
     Parameters
     ----------
     ledger
         The ledger of schedules and runs.
-    client
-        A ``distributed.Client`` (every run computes on its cluster), or a function
-        that makes one, called when the first run is due.
+    connect
+        Makes the ``distributed.Client`` every run computes on; called once, when
+        the first run is due (so a server with nothing to do starts no cluster).
     log
         Called with each line the server has to say.
     chunk_retries
@@ -53,13 +53,14 @@ class Server:
     def __init__(
         self,
         ledger: Ledger,
-        client: Any,
+        connect: Callable[[], Any],
         *,
         log: Callable[[str], None] = print,
         chunk_retries: int = 2,
     ) -> None:
         self.ledger = ledger
-        self._client = client
+        self._connect = connect
+        self._client: Any = None
         self.log = log
         self.chunk_retries = chunk_retries
         self._seen: dict[Path, tuple[str, float]] = {}  # input: (fingerprint, seen since)
@@ -159,9 +160,9 @@ class Server:
     # running -----------------------------------------------------------------
 
     def client(self) -> Any:
-        """The client runs compute on (made by the first call, if a factory was given)."""
-        if callable(self._client) and not hasattr(self._client, "scheduler"):
-            self._client = self._client()
+        """The client runs compute on, connected at the first call."""
+        if self._client is None:
+            self._client = self._connect()
         return self._client
 
     def execute(self, run: Run) -> None:
