@@ -69,13 +69,13 @@ def add_schedule(
     ):
         if value < least:
             raise InputValueError(f"--{name} must be {least} or more; got {value}")
-    pattern = str(Path(watch).expanduser().absolute()) if watch else flow.source_path()
-    many = watch is not None or is_pattern(pattern)
+    watched = str(Path(watch).expanduser().absolute()) if watch else None
+    many = watched is not None or is_pattern(flow.source_path())
     check_templates(flow.spec, str(path), pattern=many)
     number = ledger.add_schedule(
         str(path),
         cron=cron,
-        watch=str(Path(watch).expanduser().absolute()) if watch else None,
+        watch=watched,
         timezone=timezone,
         retries=retries,
         backoff=backoff,

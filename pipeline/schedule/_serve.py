@@ -116,15 +116,13 @@ class Server:
         """The inputs unchanged for ``settle`` seconds, by their time and by our looks."""
         clock = time.monotonic()
         ready = []
-        seen = {}
         for item in found:
             fingerprint, since = self._seen.get(item.path, (None, clock))
             since = since if fingerprint == item.fingerprint else clock
-            seen[item.path] = (item.fingerprint, since)
+            self._seen[item.path] = (item.fingerprint, since)
             quiet = item.quiet_for(moment.timestamp()) >= settle
             if quiet and (once or clock - since >= settle):
                 ready.append(item)
-        self._seen = {**{p: s for p, s in self._seen.items() if p not in seen}, **seen}
         return ready
 
     def _queue(self, schedule: ScheduleRow, ready: list[Found]) -> None:
