@@ -14,6 +14,7 @@ import tifffile
 
 import pipeline
 from pipeline.data import sample_path
+from pipeline.io._chunks import done_chunks
 from tests.conftest import SEGPIPE, dask_processes, subprocess_env
 
 LANDSAT = sample_path("L7_ETMs.tif")
@@ -54,7 +55,7 @@ PASSES = {
 
 def recorded(folder: Path, stage: str) -> int:
     """Chunks the run writing into ``folder`` recorded as done in pass ``stage``."""
-    return sum(len(list(done.iterdir())) for done in folder.glob(PASSES[stage]))
+    return sum(len(done_chunks(done)) for done in folder.glob(PASSES[stage]))
 
 
 def wait_for_chunks(run: subprocess.Popen, folder: Path, stage: str, count: int) -> None:

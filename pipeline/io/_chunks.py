@@ -7,6 +7,11 @@ the file to disk, and only then leaves a marker for the chunk::
     .labels.zarr.run-<key>/            the zarr array being written
     .labels.zarr.run-<key>.done/0.3    chunk (0, 3) is on disk
 
+A write may keep a small digest of every chunk (what a report needs of it:
+preview pixels, object sizes) in its marker, so nothing reads the chunks
+again after the write; a chunk recorded without one (by an earlier version)
+is read back once to make it.
+
 A run started again on the same staging folder (``--resume``) builds tasks
 for the chunks without a marker only; a chunk written twice (a task rerun
 after a worker was lost) gets the same bytes, since its values depend only on
@@ -17,7 +22,9 @@ scheduler never holds every chunk's task at once.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +38,31 @@ from ..errors import ChunkError
 
 BATCH = 4096  # chunks submitted to the scheduler at a time
 
+Index = tuple[int, ...]
+# A chunk's digest: made from its values and the position of its first pixel.
+Digest = Callable[[np.ndarray, Index], Any]
+
 
 @dataclass(frozen=True)
 class Written:
-    """What a chunked write did: chunks in the grid, written now, found done already."""
+    """What a chunked write did: chunks in the grid, written now, found done already,
+    and each chunk's digest when one was asked for."""
 
     total: int
     written: int
     skipped: int
+    digests: dict[Index, Any] = field(default_factory=dict, repr=False)
 
 
 def done_chunks(done: Path) -> set[tuple[int, ...]]:
     """The chunks recorded as written in the marker folder ``done``."""
     if not done.is_dir():
         return set()
-    return {tuple(int(i) for i in entry.name.split(".")) for entry in os.scandir(done)}
+    return {
+        tuple(int(i) for i in entry.name.split("."))
+        for entry in os.scandir(done)
+        if not entry.name.endswith(".tmp")
+    }
 
 
 def store_chunks(
@@ -55,12 +72,15 @@ def store_chunks(
     *,
     progress: bool = False,
     retries: int = 0,
+    digest: Digest | None = None,
 ) -> Written:
     """Write every chunk of ``data`` not yet recorded in ``done`` into the zarr array.
 
     The array must exist with ``data``'s shape and with chunks equal to
     ``data``'s (all but the last per axis equal). Failed chunks are reported
-    together once every other chunk has finished and been recorded.
+    together once every other chunk has finished and been recorded. With
+    ``digest``, each chunk's digest is kept in its marker and every chunk's is
+    returned (pickled: it must be small and picklable).
 
     Raises
     ------
@@ -72,13 +92,27 @@ def store_chunks(
     recorded = done_chunks(done)
     todo = [index for index in np.ndindex(*data.numblocks) if index not in recorded]
     total = int(np.prod(data.numblocks))
-    if not todo:
-        return Written(total=total, written=0, skipped=total)
+    if todo:
+        _store(data, array_path, done, todo, progress, retries, digest)
+    digests = read_digests(array_path, done, digest) if digest is not None else {}
+    return Written(total=total, written=len(todo), skipped=total - len(todo), digests=digests)
+
+
+def _store(
+    data: da.Array,
+    array_path: Path,
+    done: Path,
+    todo: list[Index],
+    progress: bool,
+    retries: int,
+    digest: Digest | None,
+) -> None:
     stored = da.map_blocks(
         _store_block,
         data,
         str(array_path),
         str(done),
+        digest,
         block_id=True,
         chunks=(1,) * data.ndim,
         dtype=np.int8,
@@ -110,7 +144,26 @@ def store_chunks(
         client.cancel(futures)
     if failures:
         raise ChunkError(_describe(failures, data))
-    return Written(total=total, written=len(todo), skipped=total - len(todo))
+
+
+def read_digests(array_path: Path, done: Path, digest: Digest) -> dict[Index, Any]:
+    """Every recorded chunk's digest, from its marker, or made from the chunk on disk
+    when its marker holds none."""
+    array = zarr.open_array(str(array_path), mode="r")
+    found: dict[Index, Any] = {}
+    for index in sorted(done_chunks(done)):
+        marker = done / ".".join(str(i) for i in index)
+        content = marker.read_bytes()
+        if content:
+            found[index] = pickle.loads(content)
+            continue
+        start = tuple(i * size for i, size in zip(index, array.chunks, strict=True))
+        region = tuple(
+            slice(s, min(s + size, extent))
+            for s, size, extent in zip(start, array.chunks, array.shape, strict=True)
+        )
+        found[index] = digest(np.asarray(array[region]), start)
+    return found
 
 
 def _compute_each_on_failure(
@@ -156,7 +209,11 @@ def client_or_none() -> Any:
 
 
 def _store_block(
-    block: np.ndarray, array_path: str, done: str, block_id: tuple[int, ...] | None = None
+    block: np.ndarray,
+    array_path: str,
+    done: str,
+    digest: Digest | None,
+    block_id: Index | None = None,
 ) -> np.ndarray:
     index = tuple(block_id or ())
     # zarr's own all-fill-value check costs about 3x the write of a label chunk.
@@ -168,8 +225,17 @@ def _store_block(
     array[region] = block
     _sync(Path(array_path) / array.metadata.encode_chunk_key(index))
     marker = Path(done) / ".".join(str(i) for i in index)
-    with open(marker, "wb") as handle:
+    if digest is None:
+        with open(marker, "wb") as handle:
+            os.fsync(handle.fileno())
+        return np.ones((1,) * block.ndim, dtype=np.int8)
+    start = tuple(i * size for i, size in zip(index, array.chunks, strict=True))
+    scratch = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+    with open(scratch, "wb") as handle:
+        pickle.dump(digest(block, start), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        handle.flush()
         os.fsync(handle.fileno())
+    os.replace(scratch, marker)
     return np.ones((1,) * block.ndim, dtype=np.int8)
 
 

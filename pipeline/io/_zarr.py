@@ -14,7 +14,7 @@ import numpy as np
 import zarr
 
 from ..errors import InputValueError, ReadError, UnsupportedInputError
-from ._chunks import Written, store_chunks
+from ._chunks import Digest, Written, store_chunks
 from ._common import DEFAULT_AXES, Chunks, band_indices, check_level, spatial_chunks
 from ._image import AXES, Image
 from ._staging import check_output, move_into_place, staged
@@ -59,6 +59,7 @@ def write_labels_zarr_resumable(
     overwrite: bool = False,
     progress: bool = False,
     retries: int = 0,
+    digest: Digest | None = None,
 ) -> Written:
     """Write ``labels`` to ``path`` like :func:`write_labels_zarr`, resumably.
 
@@ -68,7 +69,9 @@ def write_labels_zarr_resumable(
     ``resume=True`` writes only the chunks not recorded. Without ``resume``
     a leftover folder is discarded and the array is written from scratch.
     ``run_key`` must change whenever the labels would (a digest of the
-    workflow and its input).
+    workflow and its input). ``digest``: what to keep of every chunk as it
+    is written (see :func:`~pipeline.io._chunks.store_chunks`); returned in
+    ``Written.digests``.
 
     Raises
     ------
@@ -90,6 +93,7 @@ def write_labels_zarr_resumable(
         attributes=attributes,
         progress=progress,
         retries=retries,
+        digest=digest,
     )
     zarr.open_array(str(staging), mode="r+").attrs.put(dict(attributes or {}))
     move_into_place(staging, target, overwrite=overwrite)
@@ -105,6 +109,7 @@ def record_chunks(
     attributes: Mapping[str, Any] | None = None,
     progress: bool = False,
     retries: int = 0,
+    digest: Digest | None = None,
 ) -> Written:
     """Write ``data`` into a new zarr array at ``path``, each chunk recorded once on disk.
 
@@ -128,7 +133,7 @@ def record_chunks(
             if leftover.exists():
                 shutil.rmtree(leftover)
         _create(data, path, attributes)
-    return store_chunks(data, path, done, progress=progress, retries=retries)
+    return store_chunks(data, path, done, progress=progress, retries=retries, digest=digest)
 
 
 def _done(path: Path) -> Path:

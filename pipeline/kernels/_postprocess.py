@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from .._batches import compute_batched
+from ..measure._sizes import id_counts
 from ._base import Step, register
 
 
@@ -125,28 +126,12 @@ def keep_only(labels: da.Array, keep: np.ndarray) -> tuple[da.Array, int]:
 
 def object_sizes(labels: da.Array, num: int) -> np.ndarray:
     """Pixels per label (index = label id) over the whole image, from per-chunk counts."""
-    count = dask.delayed(_chunk_sizes, pure=True)
+    count = dask.delayed(id_counts, pure=True)
     parts = compute_batched([count(block) for block in labels.to_delayed().ravel()])
     ids = np.concatenate([part[0] for part in parts])
     counts = np.concatenate([part[1] for part in parts])
     sizes: np.ndarray = np.bincount(ids, weights=counts, minlength=num + 1).astype(np.int64)
     return sizes
-
-
-def _chunk_sizes(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ids in ``block`` and their pixel counts. A chunk's ids mostly lie in a
-    narrow range (its own objects, and those it shares with chunks before it), so
-    they are counted in that range, a linear pass; a sort only when it is wide."""
-    flat = block.ravel()
-    if flat.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    low, high = int(flat.min()), int(flat.max())
-    if high - low > 4 * flat.size:
-        ids, counts = np.unique(flat, return_counts=True)
-        return ids.astype(np.int64), counts
-    counts = np.bincount(flat - flat.dtype.type(low), minlength=high - low + 1)
-    present = np.flatnonzero(counts)
-    return present + low, counts[present]
 
 
 def _lookup(block: np.ndarray, table: np.ndarray) -> np.ndarray:

@@ -10,6 +10,8 @@ from html import escape
 
 import numpy as np
 
+from ..measure._sizes import SizeCounts
+
 __all__ = ["size_bins", "size_histogram"]
 
 _BAR = "#4c78a8"
@@ -17,8 +19,8 @@ _AXIS = "#555"
 _GRID = "#e4e4e4"
 
 
-def size_bins(sizes: np.ndarray, *, per_decade: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of ``sizes`` in log-spaced bins, and the bins' edges.
+def size_bins(sizes: SizeCounts, *, per_decade: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of objects by size in log-spaced bins, and the bins' edges.
 
     The edges are ``10 ** (k / per_decade)`` from the decade below the
     smallest size to the decade above the largest; the last bin includes its
@@ -26,30 +28,31 @@ def size_bins(sizes: np.ndarray, *, per_decade: int = 4) -> tuple[np.ndarray, np
 
     Examples
     --------
-    >>> counts, edges = size_bins(np.array([1, 2, 3, 10, 40, 99]), per_decade=2)
+    >>> counts, edges = size_bins(SizeCounts.of([1, 2, 3, 10, 40, 99]), per_decade=2)
     >>> counts.tolist(), np.round(edges, 1).tolist()
     ([3, 0, 1, 2], [1.0, 3.2, 10.0, 31.6, 100.0])
     """
-    low = math.floor(math.log10(max(float(sizes.min()), 1.0)))
-    high = max(math.ceil(math.log10(max(float(sizes.max()), 1.0))), low + 1)
+    low = math.floor(math.log10(max(float(sizes.pixels[0]), 1.0)))
+    high = max(math.ceil(math.log10(max(float(sizes.pixels[-1]), 1.0))), low + 1)
     steps = np.arange(low * per_decade, high * per_decade + 1)
     edges = 10.0 ** (steps / per_decade)
-    counts, _ = np.histogram(np.clip(sizes, edges[0], edges[-1]), bins=edges)
-    return counts, edges
+    pixels = np.clip(sizes.pixels.astype(np.float64), edges[0], edges[-1])
+    counts, _ = np.histogram(pixels, bins=edges, weights=sizes.objects)
+    return counts.astype(np.int64), edges
 
 
-def size_histogram(sizes: np.ndarray, *, width: int = 640, height: int = 240) -> str:
+def size_histogram(sizes: SizeCounts, *, width: int = 640, height: int = 240) -> str:
     """An SVG histogram of object sizes (pixels), in log-spaced bins (4 per decade).
 
     Each bar carries a tooltip with its range and count; empty bins have no bar.
 
     Examples
     --------
-    >>> svg = size_histogram(np.array([1, 5, 5, 120, 3000]))
+    >>> svg = size_histogram(SizeCounts.of([1, 5, 5, 120, 3000]))
     >>> svg.startswith("<svg"), svg.count("<rect"), "3.2 to 5.6 pixels: 2 objects" in svg
     (True, 4, True)
     """
-    counts, edges = size_bins(np.asarray(sizes, dtype=np.float64))
+    counts, edges = size_bins(sizes)
     left, right, top, bottom = 56, 12, 12, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     base = top + plot_h

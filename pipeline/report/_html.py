@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputValueError, ReadError, UnsupportedInputError
 from ..io._staging import check_output, staged
+from ..measure._sizes import SizeCounts
 from . import _sections as sections
 from ._markup import mapping
 from ._page import page
@@ -54,7 +55,8 @@ def write_report(
         ``started``, ``finished``, ``timings_s``, ``first_pass``,
         ``chunks_written``, and optionally ``objects_per_class``, ``outputs``
         (kind to path; relative paths are taken from the current folder) and
-        ``object_sizes`` (pixels per object).
+        ``object_sizes``: pixels per object, or how many objects have each
+        size as ``{"pixels": [...], "objects": [...]}``.
     path
         The HTML file to write (``.html`` or ``.htm``).
     preview
@@ -76,7 +78,7 @@ def write_report(
         ``record`` is not a mapping.
     InputValueError
         ``path`` does not end in ``.html``; ``preview`` is not a PNG;
-        ``object_sizes`` are not numbers.
+        ``object_sizes`` are not whole numbers of 0 or more.
     ReadError
         ``preview`` or ``performance`` does not exist.
     OutputExistsError
@@ -143,15 +145,34 @@ def _read_png(path: str | Path) -> bytes:
     return data
 
 
-def _sizes(value: Any) -> np.ndarray | None:
+def _sizes(value: Any) -> SizeCounts | None:
+    """``object_sizes`` of the record: one size per object, or a distribution
+    ``{"pixels": [...], "objects": [...]}`` (how many objects have each size)."""
     if value is None:
         return None
+    if isinstance(value, SizeCounts):
+        return value
+    distribution = isinstance(value, Mapping)
     try:
-        sizes = np.asarray(value, dtype=np.float64).ravel()
-    except (TypeError, ValueError) as err:
+        if distribution:
+            pixels = np.asarray(value["pixels"], dtype=np.float64).ravel()
+            objects = np.asarray(value["objects"], dtype=np.float64).ravel()
+        else:
+            pixels = np.asarray(value, dtype=np.float64).ravel()
+            objects = np.ones_like(pixels)
+    except (KeyError, TypeError, ValueError) as err:
         raise InputValueError(
-            f"record object_sizes must be numbers, one pixel count per object; got {err}"
+            "record object_sizes must be numbers, one pixel count per object, or "
+            f'{{"pixels": [...], "objects": [...]}}; got {type(err).__name__}: {err}'
         ) from None
-    if not np.isfinite(sizes).all() or (sizes < 0).any():
-        raise InputValueError("record object_sizes must be finite pixel counts of 0 or more")
-    return sizes
+    for name, numbers in (("pixels", pixels), ("objects", objects)):
+        if not np.isfinite(numbers).all() or (numbers < 0).any() or (numbers % 1).any():
+            raise InputValueError(f"record object_sizes {name} must be whole numbers of 0 or more")
+    if pixels.shape != objects.shape:
+        raise InputValueError(
+            f"record object_sizes has {pixels.size} pixels and {objects.size} objects; "
+            "give one count of objects per size"
+        )
+    counts = SizeCounts.merged([SizeCounts(pixels.astype(np.int64), objects.astype(np.int64))])
+    keep = counts.objects > 0
+    return SizeCounts(counts.pixels[keep], counts.objects[keep])

@@ -29,7 +29,7 @@ from ..io._staging import check_output, staged
 from ._colours import compose, stretch
 from ._sampling import Sampling, image_sampling, label_sampling, same_proportions, spacing
 
-__all__ = ["write_preview"]
+__all__ = ["PreviewPixels", "preview_pixels", "write_preview", "write_sampled_preview"]
 
 _ARRAY_AXES = {2: "yx", 3: "zyx"}
 
@@ -152,16 +152,87 @@ def write_preview(
     ids = _sample(label_pyramid, sampling, middle)
     if ids.ndim == 3:  # a channel axis of length 1
         ids = ids[0]
+    return _draw(ids, label_pyramid, sampling, image_pyramid, target, overwrite)
+
+
+@dataclass(frozen=True)
+class PreviewPixels:
+    """Which pixels of a full-resolution label map :func:`write_preview` shows:
+    the rows and columns of plane ``plane`` (``None`` for 2D)."""
+
+    plane: int | None
+    rows: np.ndarray
+    columns: np.ndarray
+
+
+def preview_pixels(shape: tuple[int, ...], max_size: int = 1024) -> PreviewPixels:
+    """The label pixels a preview of a plain ``yx`` or ``zyx`` label map of ``shape`` shows."""
+    height, width = shape[-2:]
+    sampling = label_sampling(((height, width),), max_size)
+    plane = shape[0] // 2 if len(shape) == 3 else None
+    return PreviewPixels(plane, sampling.indices(0, height), sampling.indices(1, width))
+
+
+def write_sampled_preview(
+    ids: np.ndarray,
+    shape: tuple[int, ...],
+    path: str | Path,
+    *,
+    image: Image | None,
+    name: str = "labels",
+    max_size: int = 1024,
+    overwrite: bool = False,
+) -> Path:
+    """Write the preview :func:`write_preview` would write of a plain label map of
+    ``shape`` (called ``name``), from its pixels at :func:`preview_pixels`
+    already read (``ids``)."""
+    target = _check_arguments(path, max_size, image, None, overwrite)
+    height, width = shape[-2:]
+    sampling = label_sampling(((height, width),), max_size)
+    if ids.shape != sampling.shape:
+        raise InputValueError(
+            f"sampled ids of shape {ids.shape} are not the preview's {sampling.shape}: "
+            "read them at preview_pixels(shape, max_size)"
+        )
+    labels = _Pyramid(
+        name=name,
+        axes=_ARRAY_AXES[len(shape)],
+        dtype=ids.dtype,
+        shapes=((height, width),),
+        depth=shape[0] if len(shape) == 3 else None,
+        channels=None,
+        read=_never_read,
+    )
+    image_pyramid = None if image is None else _image_pyramid(image, None)
+    if image_pyramid is not None:
+        _check_fit(image_pyramid, labels)
+    return _draw(ids, labels, sampling, image_pyramid, target, overwrite)
+
+
+def _never_read(level: int) -> da.Array:
+    raise AssertionError("sampled labels are never read again")
+
+
+def _draw(
+    ids: np.ndarray,
+    labels: _Pyramid,
+    sampling: Sampling,
+    image: _Pyramid | None,
+    target: Path,
+    overwrite: bool,
+) -> Path:
+    """Lay the sampled ``ids`` over the image under them and write the PNG."""
+    middle = None if labels.depth is None else labels.depth // 2
     about: dict[str, Any] = {
-        "labels": label_pyramid.name,
+        "labels": labels.name,
         "labels_level": sampling.level,
         "step": int(sampling.step[0]),
         "z": middle,
     }
     base = None
-    if image_pyramid is not None:
-        base, about["image_level"] = _background(image_pyramid, label_pyramid, sampling, middle)
-        about["image"] = image_pyramid.name
+    if image is not None:
+        base, about["image_level"] = _background(image, labels, sampling, middle)
+        about["image"] = image.name
     picture = compose(ids, base)
 
     info = PngInfo()

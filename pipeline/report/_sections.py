@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 from PIL import Image as PILImage
 
+from ..measure._sizes import SizeCounts
 from ._figures import size_histogram
 from ._markup import Html, cell, duration, link, mapping, note, section, table
 
@@ -169,7 +170,7 @@ def _stage_times(timings: Any) -> Html:
     return table(rows, ("stage", "time", "share", ""), {1: "num", 2: "num", 3: "bar"})
 
 
-def objects(record: Mapping[str, Any], sizes: np.ndarray | None) -> Html:
+def objects(record: Mapping[str, Any], sizes: SizeCounts | None) -> Html:
     count = record.get("objects")
     content: list[str] = [f"<p><b>{cell(count)}</b> objects.</p>"]
     per_class = mapping(record.get("objects_per_class"))
@@ -179,19 +180,26 @@ def objects(record: Mapping[str, Any], sizes: np.ndarray | None) -> Html:
     content.append("<h3>Object sizes</h3>")
     if sizes is None:
         content.append(note("Object sizes were not recorded for this run."))
-    elif sizes.size == 0:
+    elif sizes.count == 0:
         content.append(note("No objects, so no sizes."))
     else:
         stats = [
-            ("smallest", sizes.min()),
-            ("median", float(np.median(sizes))),
-            ("mean", float(sizes.mean())),
-            ("largest", sizes.max()),
+            ("smallest", sizes.pixels[0]),
+            ("median", _median(sizes)),
+            ("mean", float((sizes.pixels * sizes.objects).sum() / sizes.count)),
+            ("largest", sizes.pixels[-1]),
         ]
         content.append(Html(f"<figure>{size_histogram(sizes)}</figure>"))
         rows = [(name, f"{value:,.6g}") for name, value in stats]
         content.append(table(rows, ("object size", "pixels"), {1: "num"}))
     return section("objects", "Objects", *content)
+
+
+def _median(sizes: SizeCounts) -> float:
+    """The median object size, as ``np.median`` of every object's size."""
+    ranks = np.cumsum(sizes.objects)
+    middle = [(sizes.count - 1) // 2, sizes.count // 2]
+    return float(sizes.pixels[np.searchsorted(ranks, middle, side="right")].mean())
 
 
 def seams(seams: Any) -> Html:
@@ -242,7 +250,7 @@ def versions(versions: Any) -> Html:
 def raw(record: Mapping[str, Any]) -> Html:
     shown = dict(record)
     if "object_sizes" in shown:
-        shown["object_sizes"] = f"{np.size(shown['object_sizes'])} sizes, in the histogram above"
+        shown["object_sizes"] = "in the histogram above"
     text = json.dumps(shown, indent=2, default=str)
     return section(
         "record",

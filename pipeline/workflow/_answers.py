@@ -15,19 +15,26 @@ from ..io._chunks import client_or_none
 from ..io._polygons import write_polygons
 from ..io._staging import move_into_place
 from ..io._tables import write_table
-from ..kernels._postprocess import object_sizes
 from ..measure import regionprops
-from ..report import write_preview, write_report
+from ..measure._sizes import SizeCounts
+from ..report import write_report
+from ..report._preview import write_sampled_preview
 from ._record import Timer
 
 
 def write_answers(
-    labels_path: Path, image: Image, outputs: dict[str, Path], num: int, timer: Timer
-) -> tuple[dict[str, Path], np.ndarray]:
-    """Write the table, polygons and preview asked for; return them and the object sizes.
+    labels_path: Path,
+    shape: tuple[int, ...],
+    image: Image,
+    outputs: dict[str, Path],
+    sampled: np.ndarray,
+    timer: Timer,
+) -> dict[str, Path]:
+    """Write the table, polygons and preview asked for; return them.
 
-    The table is measured once and joined onto the polygons; object sizes
-    (pixels per object, for the report) come from it when it was asked for.
+    The table is measured once and joined onto the polygons. The preview is
+    drawn from the label pixels the write pass ``sampled`` (see
+    :mod:`pipeline.workflow._digest`), so no label chunk is read for it.
     """
     labels = da.from_zarr(str(labels_path))
     written: dict[str, Path] = {}
@@ -57,21 +64,18 @@ def write_answers(
             )
     with timer.stage("preview"):
         preview = outputs.get("preview") or preview_scratch(labels_path)
-        write_preview(labels_path, preview, image=image, overwrite=True)
+        write_sampled_preview(
+            sampled, shape, preview, image=image, name=str(labels_path), overwrite=True
+        )
     written["preview"] = preview
-    if table is not None:
-        sizes = table["area"].to_numpy()
-    else:
-        with timer.stage("object sizes"):
-            sizes = object_sizes(labels, num)[1:]
-    return written, sizes
+    return written
 
 
 def write_run_report(
     record: dict[str, Any],
     path: Path,
     written: dict[str, Path],
-    sizes: np.ndarray,
+    sizes: SizeCounts,
     performance: Path | None,
 ) -> Path:
     """The run's HTML report next to its outputs, with links relative to it."""

@@ -20,10 +20,13 @@ from ..io._chunks import Written
 from ..io._zarr import write_labels_zarr_resumable
 from ..kernels import Step
 from ..kernels._postprocess import classes_of_objects, drop_invalid
+from ..measure._sizes import SizeCounts
+from ..report._preview import preview_pixels
 from ..stitch._instances import stitch_instances_recorded
 from ..stitch._label import label_recorded
 from ..stitch._recorded import Recording
 from ._answers import performance_report, preview_scratch, write_answers, write_run_report
+from ._digest import LabelDigest
 from ._fuse import check_chunks, fit_steps, map_steps, total_halo
 from ._record import Timer, georeference, versions
 from ._schema import WorkflowSpec
@@ -107,7 +110,7 @@ def _run(
     progress: bool,
     resume: bool,
     retries: int,
-) -> tuple[dict[str, Path], dict[str, Any], np.ndarray, int]:
+) -> tuple[dict[str, Path], dict[str, Any], SizeCounts, int]:
     """Open, fit, map, stitch and write: the outputs, the record, the object sizes."""
     timer = Timer()
     started = datetime.now(UTC)
@@ -204,13 +207,17 @@ def _run(
     if object_classes is not None:
         attributes["object_classes"] = object_classes.tolist()
     record["first_pass"] = _counts(first)
+    # Objects are connected, except instances, which may not be.
+    digest = LabelDigest(preview_pixels(labels.shape), connected=kind != "instances")
     writing = {
         "run_key": run_key,
         "resume": resume,
         "retries": retries,
         "progress": progress,
+        "digest": digest,
     }
     written, chunks = _write(labels, labels_path, image, outputs, attributes, timer, writing)
+    sampled, sizes = digest.assemble(chunks.digests, labels.dtype)
     record["chunks_written"] = _counts(chunks)
     if resume:
         say(
@@ -227,7 +234,7 @@ def _run(
                 overwrite=True,
                 progress=progress,
             )
-    answers, sizes = write_answers(labels_path, image, outputs, num, timer)
+    answers = write_answers(labels_path, labels.shape, image, outputs, sampled, timer)
     written.update(answers)
     for output_kind, path in written.items():
         if output_kind in outputs:
