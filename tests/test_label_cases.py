@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 import pipeline
+from pipeline.stitch._local import ChunkIds, final_ids
 from pipeline.stitch._merge import plan_remap
 from tests.conftest import assert_same_partition
 
@@ -163,3 +164,29 @@ def test_a_mask_that_changes_between_passes_is_refused() -> None:
     labels, _ = pipeline.label(mask, keep_labels=False)
     with pytest.raises(pipeline.NondeterministicInputError, match=r"persist\(\)"):
         labels.compute(scheduler="sync")
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.uint64])
+@pytest.mark.parametrize("merged", [0, 1, 40])
+def test_final_ids_in_place_equal_the_plain_lookup(dtype: type, merged: int) -> None:
+    """The in-place lookup (fastremap) gives what indexing a table gives, and
+    writes into the labels it was given."""
+    rng = np.random.default_rng(merged)
+    count = 300
+    labels = rng.integers(0, count + 1, size=(64, 48)).astype(dtype)
+    away_local = np.sort(rng.choice(np.arange(1, count + 1), size=merged, replace=False))
+    away = (away_local, rng.integers(1, 50, size=merged)) if merged else None
+    ids = ChunkIds(count=count, base=1000, away=away, dtype=np.dtype(dtype))
+    expected = final_ids(labels, ids, in_place=False)
+    local = np.arange(count + 1)
+    table = 1000 + local - np.searchsorted(away_local, local, side="left")
+    if away is not None:
+        table[away_local] = away[1]
+    table[0] = 0
+    np.testing.assert_array_equal(expected, table[labels])
+    given = labels.copy()
+    found = final_ids(given, ids, in_place=True)
+    assert found is given and found.dtype == dtype
+    np.testing.assert_array_equal(found, expected)
+    strided = np.ascontiguousarray(np.repeat(labels, 2, axis=1))[:, ::2]  # not contiguous
+    np.testing.assert_array_equal(final_ids(strided, ids, in_place=True), expected)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 from pathlib import Path
 
 import dask
@@ -14,6 +16,7 @@ from skimage.measure import label as sk_label
 
 import pipeline
 from pipeline.errors import ChunkError, InputValueError
+from pipeline.measure._sizes import SizeCounts
 from pipeline.stitch._instances import stitch_instances_recorded
 from pipeline.stitch._label import label_recorded
 from pipeline.stitch._recorded import Recording
@@ -70,14 +73,19 @@ def test_recorded_labels_match_skimage(
     classes = blobs(shape, seed=len(shape) + levels, levels=levels)
     reference = sk_label(classes, background=0, connectivity=connectivity)
     recording = Recording(tmp_path / "first")
-    labels, num, written = label_recorded(
+    recorded = label_recorded(
         da.from_array(classes, chunks=chunks),
         recording,
         connectivity=connectivity,
         by_value=levels > 1,
     )
-    assert num == reference.max()
-    assert_same_partition(labels.compute(), reference)
+    assert recorded.num == reference.max()
+    assert_same_partition(recorded.labels.compute(), reference)
+    expected = SizeCounts.of(np.bincount(reference.ravel())[1:])
+    assert recorded.sizes is not None
+    np.testing.assert_array_equal(recorded.sizes.pixels, expected.pixels)
+    np.testing.assert_array_equal(recorded.sizes.objects, expected.objects)
+    written = recorded.first
     grid = int(np.prod([-(-s // c) for s, c in zip(shape, chunks, strict=True)]))
     assert (written.total, written.written, written.skipped) == (grid, grid, 0)
     assert len(markers(recording)) == len(list(recording.summaries.iterdir())) == grid
@@ -87,17 +95,30 @@ def test_a_resumed_first_pass_redoes_only_unrecorded_chunks(tmp_path: Path) -> N
     mask = blobs((64, 64), seed=3) > 0
     reference, _ = ndimage.label(mask)
     recording = Recording(tmp_path / "first")
-    whole, _, _ = label_recorded(da.from_array(mask, chunks=16), recording)
-    expected = whole.compute()
+    expected = label_recorded(da.from_array(mask, chunks=16), recording).labels.compute()
     lost = markers(recording)[::3]  # as if the run died before recording these
     for marker in lost:
         marker.unlink()
 
     again = Recording(tmp_path / "first", resume=True)
-    labels, _, written = label_recorded(da.from_array(mask, chunks=16), again)
-    assert (written.written, written.skipped) == (len(lost), 16 - len(lost))
-    np.testing.assert_array_equal(labels.compute(), expected)
+    recorded = label_recorded(da.from_array(mask, chunks=16), again)
+    assert (recorded.first.written, recorded.first.skipped) == (len(lost), 16 - len(lost))
+    np.testing.assert_array_equal(recorded.labels.compute(), expected)
     assert_same_partition(expected, reference)
+
+
+def test_summaries_recorded_without_sizes_give_no_sizes(tmp_path: Path) -> None:
+    """A first pass recorded by an earlier version, whose summaries hold no sizes,
+    is resumed; the sizes are then left to the write pass."""
+    mask = blobs((48, 48), seed=4) > 0
+    recording = Recording(tmp_path / "first")
+    label_recorded(da.from_array(mask, chunks=16), recording)
+    for path in recording.summaries.iterdir():
+        summary = pickle.loads(path.read_bytes())
+        path.write_bytes(pickle.dumps(dataclasses.replace(summary, sizes=None)))
+    recorded = label_recorded(da.from_array(mask, chunks=16), Recording(recording.folder, True))
+    assert recorded.first.skipped == 9 and recorded.sizes is None
+    assert_same_partition(recorded.labels.compute(), ndimage.label(mask)[0])
 
 
 def test_a_failing_chunk_leaves_every_other_chunk_recorded(tmp_path: Path) -> None:
@@ -116,11 +137,11 @@ def test_a_failing_chunk_leaves_every_other_chunk_recorded(tmp_path: Path) -> No
     assert len(markers(recording)) == 8
 
     broken["on"] = False
-    labels, num, written = label_recorded(source, Recording(recording.folder, resume=True))
-    assert (written.written, written.skipped) == (1, 8)
+    recorded = label_recorded(source, Recording(recording.folder, resume=True))
+    assert (recorded.first.written, recorded.first.skipped) == (1, 8)
     reference, count = ndimage.label(mask)
-    assert num == count
-    assert_same_partition(labels.compute(), reference)
+    assert recorded.num == count
+    assert_same_partition(recorded.labels.compute(), reference)
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,21 @@ def chunk_sizes(block: np.ndarray, *, connected: bool) -> ChunkSizes:
     return ChunkSizes(SizeCounts.of(pixels[inside]), ids[~inside], pixels[~inside])
 
 
+def component_sizes(labels: np.ndarray, count: int) -> ChunkSizes:
+    """:func:`chunk_sizes` of a chunk's own connected components, numbered ``1..count``.
+
+    The ids are known to lie in ``0..count``, so one count over that range does,
+    however large the final ids will be; the pieces keep their local ids (map
+    them to final ids before :func:`combine_sizes`).
+    """
+    pixels = np.bincount(labels.reshape(-1), minlength=count + 1)[1:].astype(np.int64)
+    on_face = np.zeros(count + 1, dtype=bool)
+    on_face[_face_ids(labels)] = True
+    pieces = on_face[1:]
+    ids = np.flatnonzero(pieces).astype(np.int64) + 1
+    return ChunkSizes(SizeCounts.of(pixels[~pieces]), ids, pixels[pieces])
+
+
 def combine_sizes(parts: Iterable[ChunkSizes]) -> SizeCounts:
     """The size distribution of the whole map from every chunk's :func:`chunk_sizes`."""
     parts = list(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import dask
@@ -13,6 +14,7 @@ import psutil
 from .._arrays import as_dask_array
 from ..errors import InputValueError, UnsupportedInputError
 from ..io._chunks import Written
+from ..measure._sizes import ChunkSizes, SizeCounts, combine_sizes
 from ._grid import persist_blocks, seam_results, step
 from ._local import final_ids, relabel_chunk, summarise_chunk
 from ._merge import RemapPlan, plan_remap
@@ -25,6 +27,8 @@ from ._recorded import (
     save_summary,
 )
 from ._seams import chunk_equivalences, seam_directions
+
+Index = tuple[int, ...]
 
 
 def label(
@@ -125,7 +129,7 @@ def label(
     )
     if keep_labels:
         first = persist_blocks(first)
-    plan = _merge_seams(first, nbh)
+    plan, _ = _merge_seams(first, nbh)
     meta = np.empty((0,) * array.ndim, dtype=plan.dtype)
     plan_task = dask.delayed(plan, pure=True)
     if keep_labels:
@@ -154,17 +158,41 @@ def label(
     return labels, plan.num
 
 
+@dataclass(frozen=True)
+class RecordedLabels:
+    """What :func:`label_recorded` made.
+
+    Attributes
+    ----------
+    labels
+        The lazy final labels, read from the recorded first pass.
+    num
+        The number of objects.
+    first
+        What the first pass wrote and found recorded already.
+    sizes
+        The objects' sizes, counted in the first pass (``None`` when a chunk was
+        recorded without them by an earlier version).
+    """
+
+    labels: da.Array
+    num: int
+    first: Written
+    sizes: SizeCounts | None
+
+
 def label_recorded(
     mask: da.Array,
     recording: Recording,
     *,
     connectivity: int = 1,
     by_value: bool = False,
-) -> tuple[da.Array, int, Written]:
+) -> RecordedLabels:
     """:func:`label` with its first pass recorded on disk (see :mod:`._recorded`).
 
-    Returns the lazy labels (read from the recorded first pass), the number of
-    objects, and what the first pass wrote and skipped.
+    Each chunk's object sizes are counted on its local labels in the first
+    pass (a count over ``0..n``, whatever the final ids) and come back with its
+    seams, so the sizes of the objects are known before the second pass.
 
     Raises
     ------
@@ -186,8 +214,10 @@ def label_recorded(
         token="segpipe-first-pass-recorded",
     )
     written = record_first_pass(local, recording)
-    plan = _merge_seams(recorded_first(recording, array.numblocks), nbh)
-    return recorded_labels(recording, plan), plan.num, written
+    plan, parts = _merge_seams(recorded_first(recording, array.numblocks), nbh)
+    return RecordedLabels(
+        recorded_labels(recording, plan), plan.num, written, _final_sizes(plan, parts)
+    )
 
 
 def _available_memory() -> int:
@@ -237,20 +267,42 @@ def _as_mask(mask: Any) -> da.Array:
     return array
 
 
-def _merge_seams(first: da.Array, nbh: Neighbourhood) -> RemapPlan:
+def _merge_seams(
+    first: da.Array, nbh: Neighbourhood
+) -> tuple[RemapPlan, list[tuple[Index, ChunkSizes | None]]]:
     """Pair labels across seams, one task per chunk, and merge them on the client.
 
-    Only the counts and the seam pairs come back to the client; the faces stay
-    on the workers.
+    Only the counts, the seam pairs and the sizes the summaries hold come back
+    to the client; the faces stay on the workers.
     """
     crossings = dict(seam_directions(nbh))
     results = seam_results(first, _equivalences_task, list(crossings), crossings)
     counts = np.zeros(first.numblocks, dtype=np.int64)
-    pairs: list[tuple[tuple[int, ...], tuple[int, ...], np.ndarray]] = []
-    for index, (count, found) in zip(np.ndindex(*first.numblocks), results, strict=True):
+    pairs: list[tuple[Index, Index, np.ndarray]] = []
+    sizes: list[tuple[Index, ChunkSizes | None]] = []
+    for index, (count, found, own) in zip(np.ndindex(*first.numblocks), results, strict=True):
         counts[index] = count
         pairs.extend((index, step(index, d), touching) for d, touching in found)
-    return plan_remap(counts, pairs)
+        sizes.append((index, own))
+    return plan_remap(counts, pairs), sizes
+
+
+def _final_sizes(
+    plan: RemapPlan, parts: list[tuple[Index, ChunkSizes | None]]
+) -> SizeCounts | None:
+    """The objects' sizes from every chunk's local ones: pieces take their final ids."""
+    if any(own is None for _, own in parts):
+        return None
+    final = [
+        ChunkSizes(
+            own.whole,
+            final_ids(own.ids, plan.chunk(index), in_place=False).astype(np.int64),
+            own.pixels,
+        )
+        for index, own in parts
+        if own is not None
+    ]
+    return combine_sizes(final)
 
 
 def _first_block(
@@ -275,7 +327,7 @@ def _record_block(
     block_id: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     index = tuple(block_id or ())
-    labels, summary = summarise_chunk(block, nbh, by_value, index)
+    labels, summary = summarise_chunk(block, nbh, by_value, index, sizes=True)
     save_summary(summaries, index, summary)
     return labels
 
@@ -285,10 +337,12 @@ def _equivalences_task(
     neighbours: list[np.ndarray],
     steps: list[tuple[int, ...]],
     crossings: dict[tuple[int, ...], tuple[tuple[int, ...], ...]],
-) -> tuple[int, list[tuple[tuple[int, ...], np.ndarray]]]:
-    return chunk_equivalences(
-        summary.flat[0], [other.flat[0] for other in neighbours], steps, crossings
+) -> tuple[int, list[tuple[tuple[int, ...], np.ndarray]], ChunkSizes | None]:
+    own = summary.flat[0]
+    count, pairs = chunk_equivalences(
+        own, [other.flat[0] for other in neighbours], steps, crossings
     )
+    return count, pairs, own.sizes
 
 
 def _relabel_block(

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cc3d
+import fastremap
 import numpy as np
 from scipy import ndimage
 
 from ..errors import InputValueError, NondeterministicInputError
+from ..measure._sizes import ChunkSizes, component_sizes
 from ._neighbourhood import Neighbourhood
 
 Face = tuple[int, int]  # (axis, side): side 0 is the first slice, 1 the last
@@ -24,12 +26,14 @@ class ChunkSummary:
 
     ``labels[(axis, side)]`` is the chunk's outermost slice on that side with the
     axis kept (length 1); ``values`` holds the mask's values on the same slices
-    when labelling by value, else ``None``.
+    when labelling by value, else ``None``. ``sizes``, when asked for, are its
+    objects' sizes by local id (:func:`~pipeline.measure._sizes.component_sizes`).
     """
 
     count: int
     labels: dict[Face, np.ndarray]
     values: dict[Face, np.ndarray] | None
+    sizes: ChunkSizes | None = None
 
 
 def label_chunk(block: np.ndarray, nbh: Neighbourhood, by_value: bool) -> tuple[np.ndarray, int]:
@@ -62,9 +66,14 @@ def label_chunk(block: np.ndarray, nbh: Neighbourhood, by_value: bool) -> tuple[
 
 
 def summarise_chunk(
-    block: np.ndarray, nbh: Neighbourhood, by_value: bool, index: tuple[int, ...]
+    block: np.ndarray,
+    nbh: Neighbourhood,
+    by_value: bool,
+    index: tuple[int, ...],
+    sizes: bool = False,
 ) -> tuple[np.ndarray, ChunkSummary]:
-    """First pass over one chunk: its local labels, and its count and faces."""
+    """First pass over one chunk: its local labels, and its count, faces and,
+    with ``sizes``, its objects' sizes."""
     if block.dtype.kind == "f" and np.isnan(block).any():
         raise InputValueError(
             f"mask chunk {index} contains NaN; a mask must be finite: "
@@ -75,6 +84,7 @@ def summarise_chunk(
         count=count,
         labels=_faces(labels),
         values=_faces(block) if by_value else None,
+        sizes=component_sizes(labels, count) if sizes else None,
     )
     return labels, summary
 
@@ -115,9 +125,10 @@ def final_ids(labels: np.ndarray, ids: ChunkIds, *, in_place: bool) -> np.ndarra
         lut[away_local] = away_final
     lut[0] = 0
     table = lut.astype(ids.dtype, copy=False)
-    if in_place and labels.dtype == ids.dtype:
-        # mode="wrap" is not buffered: each element is read before it is written.
-        return np.take(table, labels, out=labels, mode="wrap")
+    if in_place and labels.dtype == ids.dtype and labels.flags.c_contiguous:
+        # A lookup in place, about 3x faster than np.take.
+        fastremap.remap_from_array(labels.reshape(-1), table)
+        return labels
     return table[labels]
 
 

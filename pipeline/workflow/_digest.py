@@ -32,7 +32,7 @@ class ChunkDigest:
 
     start: Index
     tile: np.ndarray | None
-    sizes: ChunkSizes
+    sizes: ChunkSizes | None
 
 
 @dataclass(frozen=True)
@@ -46,18 +46,23 @@ class LabelDigest:
     connected
         Every object is connected (true of connected components, not
         guaranteed of instances), so objects on no chunk face are whole.
+    sizes
+        Count the objects' sizes (not needed when the first pass counted them).
     """
 
     pixels: PreviewPixels
     connected: bool
+    sizes: bool = True
 
     def __call__(self, block: np.ndarray, start: Index) -> ChunkDigest:
-        return ChunkDigest(
-            start, self._tile(block, start), chunk_sizes(block, connected=self.connected)
-        )
+        sizes = chunk_sizes(block, connected=self.connected) if self.sizes else None
+        return ChunkDigest(start, self._tile(block, start), sizes)
 
-    def assemble(self, digests: dict[Index, Any], dtype: np.dtype) -> tuple[np.ndarray, SizeCounts]:
-        """The preview's ids and the size distribution of the whole map."""
+    def assemble(
+        self, digests: dict[Index, Any], dtype: np.dtype, known: SizeCounts | None = None
+    ) -> tuple[np.ndarray, SizeCounts]:
+        """The preview's ids and the size distribution of the whole map (``known``,
+        when the digests counted no sizes)."""
         rows, columns = self.pixels.rows, self.pixels.columns
         ids = np.zeros((rows.size, columns.size), dtype=dtype)
         for digest in digests.values():
@@ -66,6 +71,10 @@ class LabelDigest:
                 left = int(np.searchsorted(columns, digest.start[-1]))
                 height, width = digest.tile.shape
                 ids[top : top + height, left : left + width] = digest.tile
+        if not self.sizes:
+            if known is None:
+                raise ValueError("a digest that counts no sizes needs the known sizes")
+            return ids, known
         return ids, combine_sizes(digest.sizes for digest in digests.values())
 
     def _tile(self, block: np.ndarray, start: Index) -> np.ndarray | None:

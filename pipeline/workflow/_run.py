@@ -149,6 +149,7 @@ def _run(
 
     segments = map_steps(data, mapped, states, halo)
     kind = mapped[-1].output
+    counted: tuple[da.Array, SizeCounts] | None = None  # sizes known before the write
     if kind == "instances":
         with timer.stage("stitch instances: first pass and seams"):
             labels, num, report, first = stitch_instances_recorded(
@@ -166,12 +167,15 @@ def _run(
             segments = da.where(image.valid, segments, 0).astype(segments.dtype)
         with timer.stage("label: first pass and seams"):
             connectivity = joiner.connectivity if joiner is not None else 1
-            labels, num, first = label_recorded(
+            recorded = label_recorded(
                 segments,
                 recording,
                 connectivity=min(connectivity, segments.ndim),
                 by_value=kind == "classes",
             )
+        labels, num, first = recorded.labels, recorded.num, recorded.first
+        if recorded.sizes is not None:
+            counted = (labels, recorded.sizes)
         seams = {"method": "connected components (exact)"}
     for step, state in zip(mapped, states, strict=True):
         labels, num = step.select(labels, num, state)
@@ -207,8 +211,12 @@ def _run(
     if object_classes is not None:
         attributes["object_classes"] = object_classes.tolist()
     record["first_pass"] = _counts(first)
+    # The first pass's sizes hold unless a step changed the labels since.
+    known = counted[1] if counted is not None and counted[0] is labels else None
     # Objects are connected, except instances, which may not be.
-    digest = LabelDigest(preview_pixels(labels.shape), connected=kind != "instances")
+    digest = LabelDigest(
+        preview_pixels(labels.shape), connected=kind != "instances", sizes=known is None
+    )
     writing = {
         "run_key": run_key,
         "resume": resume,
@@ -217,7 +225,7 @@ def _run(
         "digest": digest,
     }
     written, chunks = _write(labels, labels_path, image, outputs, attributes, timer, writing)
-    sampled, sizes = digest.assemble(chunks.digests, labels.dtype)
+    sampled, sizes = digest.assemble(chunks.digests, labels.dtype, known)
     record["chunks_written"] = _counts(chunks)
     if resume:
         say(
