@@ -12,6 +12,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import zarr
+from zarr.codecs import BloscCodec
 
 from ..errors import InputValueError, ReadError, UnsupportedInputError
 from ._chunks import Digest, Written, store_chunks
@@ -110,6 +111,7 @@ def record_chunks(
     progress: bool = False,
     retries: int = 0,
     digest: Digest | None = None,
+    scratch: bool = False,
 ) -> Written:
     """Write ``data`` into a new zarr array at ``path``, each chunk recorded once on disk.
 
@@ -117,6 +119,9 @@ def record_chunks(
     ``resume`` an array left there by an interrupted run is kept and only its
     unrecorded chunks are written; otherwise any leftover is discarded first.
     ``data``'s chunks must be regular (all but the last per axis equal).
+    ``scratch``: the array is read once more and deleted, so it is compressed
+    for speed (LZ4, about half the CPU time of the default zstd, for twice
+    the bytes).
 
     Raises
     ------
@@ -132,7 +137,7 @@ def record_chunks(
         for leftover in (path, done):
             if leftover.exists():
                 shutil.rmtree(leftover)
-        _create(data, path, attributes)
+        _create(data, path, attributes, _FAST if scratch else "auto")
     return store_chunks(data, path, done, progress=progress, retries=retries, digest=digest)
 
 
@@ -145,7 +150,16 @@ def _regular(labels: da.Array) -> da.Array:
     return labels.rechunk(tuple(sizes[0] for sizes in labels.chunks))
 
 
-def _create(labels: da.Array, path: Path, attributes: Mapping[str, Any] | None) -> None:
+# Scratch arrays: byte-level LZ4 without shuffling, the fastest both ways on label chunks.
+_FAST = (BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle"),)
+
+
+def _create(
+    labels: da.Array,
+    path: Path,
+    attributes: Mapping[str, Any] | None,
+    compressors: Any = "auto",
+) -> None:
     zarr.create_array(
         path,
         shape=labels.shape,
@@ -153,6 +167,7 @@ def _create(labels: da.Array, path: Path, attributes: Mapping[str, Any] | None) 
         dtype=labels.dtype,
         fill_value=np.zeros((), labels.dtype),
         attributes=dict(attributes or {}),
+        compressors=compressors,
         # zarr's own all-fill-value check costs about 3x the write of a label chunk.
         config={"write_empty_chunks": True},
     )

@@ -88,6 +88,7 @@ def record_first_pass(local: da.Array, recording: Recording) -> Written:
         resume=recording.resume,
         progress=recording.progress,
         retries=recording.retries,
+        scratch=True,
     )
 
 
