@@ -24,6 +24,7 @@ from skimage import filters
 
 from pipeline.data import sample_path
 from pipeline.kernels import Threshold
+from pipeline.kernels._reductions import value_counts
 
 METHODS = ["otsu", "li", "yen", "triangle", "mean", "isodata"]
 EXACT_ON_FLOATS = {"otsu", "yen", "triangle", "isodata"}
@@ -292,3 +293,31 @@ def test_manual_needs_a_value() -> None:
     with pytest.raises(ValidationError, match="method 'manual' needs a value"):
         Threshold(method="manual")
     assert Threshold(method="manual", value=3).fit(da.zeros((1, 4, 4), chunks=2), None) == 3
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.bool_, np.uint16, np.int16])
+@pytest.mark.parametrize("shape", [(1,), (7, 9), (64, 64), (3, 5, 11)])
+@pytest.mark.parametrize("masked", [False, True])
+def test_value_counts_equal_a_bincount_of_the_values(
+    dtype: type, shape: tuple[int, ...], masked: bool
+) -> None:
+    """One-byte images are counted two bytes at a time (a fast path), the others by
+    value; both give np.bincount over the dtype's whole range."""
+    rng = np.random.default_rng(len(shape))
+    info = np.iinfo(np.uint8 if dtype is np.bool_ else dtype)
+    values = rng.integers(info.min, int(info.max) + 1, size=shape).astype(dtype)
+    valid = rng.random(shape) < 0.7 if masked else None
+    picked = values if valid is None else values[valid]
+    expected = np.bincount(
+        picked.ravel().astype(np.int64) - int(info.min), minlength=int(info.max) - info.min + 1
+    )
+    found = value_counts(values[..., ::1], valid)
+    assert found.dtype == np.int64
+    np.testing.assert_array_equal(found, expected)
+    if values.ndim == 2:  # a strided view
+        np.testing.assert_array_equal(
+            value_counts(values[:, ::2]),
+            np.bincount(
+                values[:, ::2].ravel().astype(np.int64) - int(info.min), minlength=expected.size
+            ),
+        )

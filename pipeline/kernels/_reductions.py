@@ -59,5 +59,24 @@ def value_counts(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndar
     dtype's range (int64)."""
     info = np.iinfo(values.dtype) if values.dtype.kind != "b" else np.iinfo(np.uint8)
     picked = values if valid is None else values[valid.astype(bool)]
+    if picked.dtype.itemsize == 1:
+        counts = byte_counts(picked)
+        # int8's byte b holds b - 256 from 128 up: its counts start at byte 128.
+        return np.roll(counts, 128) if picked.dtype.kind == "i" else counts
     offset, span = int(info.min), int(info.max) - int(info.min) + 1
     return np.bincount(picked.ravel().astype(np.int64) - offset, minlength=span)
+
+
+def byte_counts(values: np.ndarray) -> np.ndarray:
+    """Pixels per byte value (0..255, int64) of a one-byte array.
+
+    Counted two bytes at a time, over the 65,536 pairs: half the elements for
+    ``np.bincount`` to widen, about twice as fast as counting the bytes.
+    """
+    flat = np.ascontiguousarray(values).reshape(-1).view(np.uint8)
+    even = flat[: flat.size - flat.size % 2]
+    pairs = np.bincount(even.view(np.uint16), minlength=1 << 16).reshape(256, 256)
+    counts = pairs.sum(axis=0) + pairs.sum(axis=1)
+    if flat.size % 2:
+        counts[flat[-1]] += 1
+    return counts.astype(np.int64)
