@@ -5,6 +5,7 @@ Everything here works on the small sampled preview arrays, in memory.
 
 from __future__ import annotations
 
+import fastremap
 import numpy as np
 
 FILL_OPACITY = 0.45
@@ -27,7 +28,7 @@ def label_colours(ids: np.ndarray) -> np.ndarray:
     >>> label_colours(np.array([0, 1, 2, 1])).tolist()
     [[0, 0, 0], [250, 69, 59], [100, 167, 247], [250, 69, 59]]
     """
-    values, inverse = np.unique(ids, return_inverse=True)
+    values, inverse = fastremap.unique(np.asarray(ids), return_inverse=True)
     z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
     z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK
     z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK
