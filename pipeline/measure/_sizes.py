@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import fastremap
 import numpy as np
 
 
@@ -86,7 +87,10 @@ def component_sizes(labels: np.ndarray, count: int) -> ChunkSizes:
     however large the final ids will be; the pieces keep their local ids (map
     them to final ids before :func:`combine_sizes`).
     """
-    pixels = np.bincount(labels.reshape(-1), minlength=count + 1)[1:].astype(np.int64)
+    found, counts = fastremap.unique(labels, return_counts=True)  # faster than np.bincount
+    pixels = np.zeros(count + 1, dtype=np.int64)
+    pixels[found] = counts
+    pixels = pixels[1:]
     on_face = np.zeros(count + 1, dtype=bool)
     on_face[_face_ids(labels)] = True
     pieces = on_face[1:]
