@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 import rasterio
 import tifffile
 import zarr
+from click.testing import CliRunner
 from rio_cogeo.cogeo import cog_validate
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 import pipeline
+from pipeline.cli import cli
 from pipeline.cluster import connect
 from pipeline.data import sample_path
 from tests.conftest import assert_same_partition, run_segpipe
@@ -48,13 +51,27 @@ def test_demo_runs_on_the_embedded_cluster_and_refuses_to_overwrite(tmp_path: Pa
     assert "Traceback" not in again.stderr
 
 
-def test_help_on_every_command(tmp_path: Path) -> None:
+def test_the_command_starts_and_lists_its_commands(tmp_path: Path) -> None:
     result = run_segpipe("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("demo", "run", "inspect"):
+    for command in ("demo", "run", "inspect", "schedule", "serve", "runs"):
         assert command in result.stdout
-        helped = run_segpipe(command, "--help", cwd=tmp_path)
-        assert helped.returncode == 0 and "Usage:" in helped.stdout
+
+
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((*path, name))
+        if isinstance(command, click.Group):
+            found += _commands(command, (*path, name))
+    return found
+
+
+@pytest.mark.parametrize("command", _commands(cli), ids=" ".join)
+def test_help_on_every_command(command: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*command, "--help"], prog_name="segpipe")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Usage: segpipe {' '.join(command)} ")
 
 
 def test_connect_refuses_a_malformed_address_and_misplaced_worker_count() -> None:
