@@ -26,6 +26,7 @@ settings.register_profile(
 settings.load_profile("default")
 
 DATA = Path(__file__).parent / "data"
+WORKFLOW_DATA = Path(__file__).parent.parent / "workflows" / "data"  # the workflows' samples
 
 
 def assert_same_partition(labels: np.ndarray, reference: np.ndarray) -> None:

@@ -25,12 +25,12 @@ from pipeline.kernels._smooth import Gaussian
 from pipeline.kernels._threshold import Threshold
 from pipeline.stitch import label
 from pipeline.workflow._fuse import fit_steps, map_steps, total_halo
-from tests.conftest import DATA, assert_same_partition
+from tests.conftest import WORKFLOW_DATA, assert_same_partition
 from tests.test_kernels_preprocess import run_chunked
 
 LANDSAT = sample_path("L7_ETMs.tif")
 NUCLEI = sample_path("nuclei.tif")
-SLIDE = DATA / "cmu_small_region.svs"
+SLIDE = WORKFLOW_DATA / "cmu_small_region.svs"
 
 EDGE_CHUNKS_2D = [(1000, 1000), (37, 29), (5, 7)]
 EDGE_CHUNKS_3D = [(1000, 1000, 1000), (7, 13, 11)]

@@ -15,7 +15,7 @@ from skimage.segmentation import clear_border
 
 from pipeline.kernels import ClearBorder, FillHoles, KeepLargest
 from pipeline.stitch import label
-from tests.conftest import DATA, assert_same_partition
+from tests.conftest import WORKFLOW_DATA, assert_same_partition
 
 
 @st.composite
@@ -68,7 +68,7 @@ def test_a_hole_across_many_chunks_is_filled_and_a_shared_one_takes_the_larger_i
 
 
 def test_brain_mask_largest_component_with_holes_filled() -> None:
-    volume = np.asarray(nib.load(DATA / "ch2bet.nii.gz").dataobj)
+    volume = np.asarray(nib.load(WORKFLOW_DATA / "ch2bet.nii.gz").dataobj)
     mask = volume > threshold_otsu(volume)
     with dask.config.set(scheduler="threads"):
         labels, num = label(da.from_array(mask, chunks=(64, 80, 50)), connectivity=3)

@@ -20,7 +20,7 @@ from pipeline.kernels import Step
 from pipeline.kernels._superpixels import Felzenszwalb, Slic, SlicFit
 from pipeline.stitch import SeamReport, stitch_instances
 from pipeline.workflow._fuse import check_chunks, fit_steps, map_steps, total_halo
-from tests.conftest import DATA, assert_same_partition, object_f1
+from tests.conftest import WORKFLOW_DATA, assert_same_partition, object_f1
 
 
 def landsat() -> np.ndarray:
@@ -34,7 +34,7 @@ def nuclei() -> np.ndarray:
 
 def slide() -> np.ndarray:
     """A 512 x 512 RGB crop of the slide, bands first (512 is a multiple of 16)."""
-    crop = tifffile.imread(DATA / "cmu_small_region.svs")[1000:1512, 800:1312]
+    crop = tifffile.imread(WORKFLOW_DATA / "cmu_small_region.svs")[1000:1512, 800:1312]
     return np.ascontiguousarray(np.moveaxis(crop, -1, 0))
 
 

@@ -19,7 +19,7 @@ from skimage.filters import threshold_otsu
 
 import pipeline
 from pipeline.data import sample_path
-from tests.conftest import DATA, assert_same_partition
+from tests.conftest import WORKFLOW_DATA, assert_same_partition
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def nuclei() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def brain() -> np.ndarray:
-    return np.asarray(nibabel.load(DATA / "ch2bet.nii.gz").dataobj) > 0
+    return np.asarray(nibabel.load(WORKFLOW_DATA / "ch2bet.nii.gz").dataobj) > 0
 
 
 def _compare(mask: np.ndarray, chunks: object, connectivity: int) -> int:

@@ -20,10 +20,10 @@ from pipeline.data import sample_path
 from pipeline.errors import InputValueError, ReadError, UnsupportedInputError
 from pipeline.io._geotiff import read_geotiff
 from pipeline.io._open import open_image
-from tests.conftest import DATA
+from tests.conftest import DATA, WORKFLOW_DATA
 
 L7 = str(sample_path("L7_ETMs.tif"))  # 6 bands, striped, 4 tiled (128) overviews
-RGBN = str(DATA / "rgbn.tif")  # 4 bands, 64 x 64 tiles
+RGBN = str(WORKFLOW_DATA / "rgbn.tif")  # 4 bands, 64 x 64 tiles
 RMNP = str(DATA / "rmnp-rgb.tif")  # 3 bands, striped, nodata 255, EPSG:4326
 
 

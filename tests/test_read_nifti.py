@@ -20,9 +20,9 @@ from pipeline.errors import InputValueError, ReadError, UnsupportedInputError
 from pipeline.io._image import Image
 from pipeline.io._nifti import read_nifti
 from pipeline.io._open import open_image
-from tests.conftest import DATA
+from tests.conftest import WORKFLOW_DATA
 
-CH2BET = DATA / "ch2bet.nii.gz"  # 181 x 217 x 181 uint8, 1 mm, RAS
+CH2BET = WORKFLOW_DATA / "ch2bet.nii.gz"  # 181 x 217 x 181 uint8, 1 mm, RAS
 
 
 def read(path: str | Path, **kwargs: Any) -> Image:
@@ -115,9 +115,9 @@ def test_real_volume_graph_holds_no_pixels() -> None:
 
 
 def test_relative_path_is_made_absolute_for_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(DATA)
+    monkeypatch.chdir(WORKFLOW_DATA)
     image = read("ch2bet.nii.gz", chunks=100)
-    monkeypatch.chdir(DATA.parent)  # a worker's working directory may be anywhere
+    monkeypatch.chdir(WORKFLOW_DATA.parent)  # a worker's working directory may be anywhere
     np.testing.assert_array_equal(image.data[50:60].compute(), reference(CH2BET)[50:60])
 
 

@@ -19,9 +19,9 @@ from pipeline.data import sample_path
 from pipeline.errors import InputValueError, ReadError, UnsupportedInputError
 from pipeline.io._open import open_image
 from pipeline.io._tiff import is_georeferenced, read_tiff
-from tests.conftest import DATA
+from tests.conftest import WORKFLOW_DATA
 
-SVS = str(DATA / "cmu_small_region.svs")  # 2967 x 2220 RGB, JPEG tiles of 240, MPP 0.499
+SVS = str(WORKFLOW_DATA / "cmu_small_region.svs")  # 2967 x 2220 RGB, JPEG tiles of 240, MPP 0.499
 NUCLEI = str(sample_path("nuclei.tif"))  # 60 x 256 x 256 uint16, striped pages, axes QYX
 L7 = str(sample_path("L7_ETMs.tif"))
 
@@ -198,7 +198,7 @@ def test_reads_on_a_cluster_of_processes(
 
 
 def test_is_georeferenced(tmp_path: Path) -> None:
-    assert is_georeferenced(L7) and is_georeferenced(str(DATA / "rgbn.tif"))
+    assert is_georeferenced(L7) and is_georeferenced(str(WORKFLOW_DATA / "rgbn.tif"))
     assert not is_georeferenced(SVS) and not is_georeferenced(NUCLEI)
     path = str(tmp_path / "tiepoint.tif")
     tiepoint: list[Any] = [(33922, 12, 6, (0, 0, 0, 500000.0, 4600000.0, 0.0), False)]

@@ -24,10 +24,10 @@ from pipeline.errors import InputValueError, NondeterministicInputError
 from pipeline.kernels import Watershed
 from pipeline.stitch import stitch_instances
 from pipeline.workflow import WorkflowError
-from tests.conftest import DATA, assert_same_partition, object_f1
+from tests.conftest import WORKFLOW_DATA, assert_same_partition, object_f1
 
 NUCLEI = sample_path("nuclei.tif")
-SVS = DATA / "cmu_small_region.svs"
+SVS = WORKFLOW_DATA / "cmu_small_region.svs"
 
 
 def blocks_of(reference: np.ndarray, chunks: tuple[int, ...], halo: tuple[int, ...]) -> da.Array:
