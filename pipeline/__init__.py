@@ -16,7 +16,7 @@ from .errors import (
 )
 from .io import Image, open_image, write_polygons
 from .kernels import step
-from .measure import regionprops
+from .measure import ObjectScores, dice, object_f1, regionprops
 from .report import write_preview, write_report
 from .stitch import SeamReport, label, stitch_instances
 from .workflow import RunResult, Workflow, WorkflowError
@@ -30,6 +30,7 @@ __all__ = [
     "Image",
     "InputValueError",
     "NondeterministicInputError",
+    "ObjectScores",
     "OutputExistsError",
     "PipelineError",
     "ReadError",
@@ -39,8 +40,10 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "__version__",
+    "dice",
     "label",
     "measure",
+    "object_f1",
     "open_image",
     "regionprops",
     "step",

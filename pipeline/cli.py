@@ -10,6 +10,7 @@ import click
 
 from ._cli_options import where_to_run
 from ._cli_schedule import runs, schedule, serve
+from ._cli_score import score
 from .errors import PipelineError
 
 __all__ = ["main"]
@@ -262,6 +263,7 @@ def status(run_id: str, scheduler: str | None, cluster_file: Path | None, follow
 cli.add_command(schedule)
 cli.add_command(serve)
 cli.add_command(runs)
+cli.add_command(score)
 
 
 def main() -> None:
