@@ -3,8 +3,8 @@
 Schedules and the run ledger live under ``$SEGPIPE_HOME`` (default
 ``~/.segpipe``) in SQLite; ``segpipe serve`` runs what they make due::
 
-    segpipe schedule add workflows/water.yaml --watch "inbox/*.tif"
-    segpipe schedule add workflows/brain.yaml --cron "0 2 * * *"
+    segpipe schedule add workflows/inbox_water.yaml --watch "inbox/*.tif"
+    segpipe schedule add nightly.yaml --cron "0 2 * * *"   # its outputs named with {date}
     segpipe serve                      # the embedded cluster; or --scheduler / --cluster
     segpipe runs                       # every run: input, status, times, objects, error
 """
