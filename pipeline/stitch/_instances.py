@@ -42,8 +42,8 @@ from ._merge import RemapPlan, plan_remap
 from ._recorded import (
     Recording,
     record_first_pass,
-    recorded_first,
     recorded_labels,
+    recorded_seam_results,
     save_summary,
 )
 
@@ -161,7 +161,9 @@ def stitch_instances(
     )
     if keep_labels:
         first = persist_blocks(first)
-    plan, report = _match_seams(first, iou)
+    plan, report = _match_seams(
+        seam_results(first, _seam_task, _forward_directions(first.ndim), iou), first.numblocks, iou
+    )
     plan_task = dask.delayed(plan, pure=True)
     meta = np.empty((0,) * array.ndim, dtype=plan.dtype)
     if keep_labels:
@@ -219,7 +221,10 @@ def stitch_instances_recorded(
         token="segpipe-instances-first-pass-recorded",
     )
     written = record_first_pass(local, recording)
-    plan, report = _match_seams(recorded_first(recording, array.numblocks), iou)
+    found = recorded_seam_results(
+        recording, array.numblocks, _seam_task, _forward_directions(array.ndim), iou
+    )
+    plan, report = _match_seams(found, array.numblocks, iou)
     return recorded_labels(recording, plan), plan.num, report, written
 
 
@@ -384,11 +389,15 @@ def _seam_task(
     return mine.count, found
 
 
-def _match_seams(first: da.Array, iou: float) -> tuple[RemapPlan, SeamReport]:
-    """One task per block pairs its ids with its forward neighbours'; the client merges."""
-    grid = first.numblocks
-    forward = [d for d in _directions(first.ndim) if _forward(d)]
-    results = seam_results(first, _seam_task, forward, iou)
+def _forward_directions(ndim: int) -> list[Index]:
+    return [d for d in _directions(ndim) if _forward(d)]
+
+
+def _match_seams(
+    results: list[Any], grid: tuple[int, ...], iou: float
+) -> tuple[RemapPlan, SeamReport]:
+    """Merge on the client what one task per block found pairing its ids with its
+    forward neighbours' (results in C order)."""
 
     counts = np.zeros(grid, dtype=np.int64)
     for index, (count, _) in zip(np.ndindex(*grid), results, strict=True):

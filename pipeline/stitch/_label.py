@@ -22,11 +22,11 @@ from ._neighbourhood import Neighbourhood, resolve_neighbourhood
 from ._recorded import (
     Recording,
     record_first_pass,
-    recorded_first,
     recorded_labels,
+    recorded_seam_results,
     save_summary,
 )
-from ._seams import chunk_equivalences, seam_directions
+from ._seams import Direction, chunk_equivalences, seam_directions
 
 Index = tuple[int, ...]
 
@@ -129,7 +129,7 @@ def label(
     )
     if keep_labels:
         first = persist_blocks(first)
-    plan, _ = _merge_seams(first, nbh)
+    plan, _ = _merged(seam_results(first, _equivalences_task, *_crossings(nbh)), first.numblocks)
     meta = np.empty((0,) * array.ndim, dtype=plan.dtype)
     plan_task = dask.delayed(plan, pure=True)
     if keep_labels:
@@ -214,7 +214,8 @@ def label_recorded(
         token="segpipe-first-pass-recorded",
     )
     written = record_first_pass(local, recording)
-    plan, parts = _merge_seams(recorded_first(recording, array.numblocks), nbh)
+    found = recorded_seam_results(recording, array.numblocks, _equivalences_task, *_crossings(nbh))
+    plan, parts = _merged(found, array.numblocks)
     return RecordedLabels(
         recorded_labels(recording, plan), plan.num, written, _final_sizes(plan, parts)
     )
@@ -267,20 +268,26 @@ def _as_mask(mask: Any) -> da.Array:
     return array
 
 
-def _merge_seams(
-    first: da.Array, nbh: Neighbourhood
+def _crossings(
+    nbh: Neighbourhood,
+) -> tuple[list[Direction], dict[Direction, tuple[Direction, ...]]]:
+    """The forward directions a seam task looks in, and the crossings of each."""
+    crossings = dict(seam_directions(nbh))
+    return list(crossings), crossings
+
+
+def _merged(
+    results: list[Any], grid: tuple[int, ...]
 ) -> tuple[RemapPlan, list[tuple[Index, ChunkSizes | None]]]:
-    """Pair labels across seams, one task per chunk, and merge them on the client.
+    """Merge the seam tasks' results (one per chunk, in C order) on the client.
 
     Only the counts, the seam pairs and the sizes the summaries hold come back
     to the client; the faces stay on the workers.
     """
-    crossings = dict(seam_directions(nbh))
-    results = seam_results(first, _equivalences_task, list(crossings), crossings)
-    counts = np.zeros(first.numblocks, dtype=np.int64)
+    counts = np.zeros(grid, dtype=np.int64)
     pairs: list[tuple[Index, Index, np.ndarray]] = []
     sizes: list[tuple[Index, ChunkSizes | None]] = []
-    for index, (count, found, own) in zip(np.ndindex(*first.numblocks), results, strict=True):
+    for index, (count, found, own) in zip(np.ndindex(*grid), results, strict=True):
         counts[index] = count
         pairs.extend((index, step(index, d), touching) for d, touching in found)
         sizes.append((index, own))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,16 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from dask.highlevelgraph import HighLevelGraph
 
+from .._batches import compute_batched
 from ..errors import InputValueError
 from ..io._chunks import Written
 from ..io._zarr import record_chunks
+from ._grid import Direction, step, within
 from ._local import final_ids
 from ._merge import RemapPlan
+
+Index = tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -103,14 +107,23 @@ def save_summary(folder: str, index: tuple[int, ...], summary: Any) -> None:
     os.replace(scratch, path)
 
 
-def recorded_first(recording: Recording, grid: tuple[int, ...]) -> da.Array:
-    """The recorded summaries as a first-pass array: one block per chunk, ``(None, summary)``."""
-    name = f"segpipe-recorded-first-{dask.base.tokenize(str(recording.folder), grid)}"
+def recorded_seam_results(
+    recording: Recording,
+    grid: tuple[int, ...],
+    task: Callable[..., Any],
+    directions: Sequence[Direction],
+    *extra: Any,
+) -> list[Any]:
+    """:func:`~._grid.seam_results` over the recorded summaries: one task per chunk
+    reads its own summary and its neighbours' from disk, so no summary travels
+    between workers and no task waits on another."""
+    run = dask.delayed(_seams_from_disk, pure=True)
     folder = str(recording.summaries)
-    layer: dict = {(name, *index): (_load_summary, folder, index) for index in np.ndindex(*grid)}
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[])
-    chunks = tuple((1,) * n for n in grid)
-    return da.Array(graph, name, chunks, meta=np.empty((0,) * len(grid), dtype=object))
+    parts = []
+    for index in np.ndindex(*grid):
+        steps = [d for d in directions if within(step(index, d), grid)]
+        parts.append(run(folder, index, steps, task, extra))
+    return compute_batched(parts)
 
 
 def recorded_labels(recording: Recording, plan: RemapPlan) -> da.Array:
@@ -127,11 +140,23 @@ def recorded_labels(recording: Recording, plan: RemapPlan) -> da.Array:
     )
 
 
-def _load_summary(folder: str, index: tuple[int, ...]) -> np.ndarray:
+def _seams_from_disk(
+    folder: str,
+    index: Index,
+    steps: list[Direction],
+    task: Callable[..., Any],
+    extra: tuple[Any, ...],
+) -> Any:
+    neighbours = [_load_summary(folder, step(index, d)) for d in steps]
+    return task(_load_summary(folder, index), neighbours, steps, *extra)
+
+
+def _load_summary(folder: str, index: Index) -> np.ndarray:
+    """A chunk's recorded summary as seam tasks take it: a one-element object array."""
     with open(Path(folder) / ".".join(str(i) for i in index), "rb") as handle:
         summary = pickle.load(handle)
     out = np.empty((1,) * len(index), dtype=object)
-    out.flat[0] = (None, summary)
+    out.flat[0] = summary
     return out
 
 
