@@ -21,6 +21,7 @@ scheduler never holds every chunk's task at once.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 from collections.abc import Callable
@@ -216,8 +217,7 @@ def _store_block(
     block_id: Index | None = None,
 ) -> np.ndarray:
     index = tuple(block_id or ())
-    # zarr's own all-fill-value check costs about 3x the write of a label chunk.
-    array = zarr.open_array(array_path, mode="r+").with_config({"write_empty_chunks": True})
+    array = _writable(array_path, os.stat(Path(array_path) / "zarr.json").st_mtime_ns)
     region = tuple(
         slice(i * size, i * size + extent)
         for i, size, extent in zip(index, array.chunks, block.shape, strict=True)
@@ -237,6 +237,14 @@ def _store_block(
         os.fsync(handle.fileno())
     os.replace(scratch, marker)
     return np.ones((1,) * block.ndim, dtype=np.int8)
+
+
+@functools.lru_cache(maxsize=16)
+def _writable(path: str, stamp: int) -> zarr.Array:
+    """The zarr array at ``path`` opened for writing once per process while its
+    metadata (``stamp``: its modification time) stays the same."""
+    # zarr's own all-fill-value check costs about 3x the write of a label chunk.
+    return zarr.open_array(path, mode="r+").with_config({"write_empty_chunks": True})
 
 
 def _sync(path: Path) -> None:
