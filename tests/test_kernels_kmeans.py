@@ -14,7 +14,7 @@ from sklearn.metrics import pairwise_distances_argmin
 
 from pipeline.data import sample_path
 from pipeline.errors import InputValueError
-from pipeline.kernels._kmeans import KMeans, _quotas, sort_centroids
+from pipeline.kernels._kmeans import KMeans, _draw, sort_centroids
 from pipeline.workflow._fuse import check_chunks, fit_steps, map_steps, total_halo
 
 LANDSAT = sample_path("L7_ETMs.tif")
@@ -156,12 +156,32 @@ def test_bad_parameters_fail_at_construction(params: dict, message: str) -> None
         KMeans(**params)
 
 
-@pytest.mark.parametrize(
-    ("chunks", "total"),
-    [(((352,), (349,)), 100_000), (((5, 5, 3), (7, 2)), 11), (((1,) * 9, (4, 4)), 72)],
-)
-def test_the_sample_is_split_over_chunks_by_their_pixels(chunks: tuple, total: int) -> None:
-    quotas = _quotas(chunks, total)
-    assert quotas.sum() == total
-    pixels = np.outer(chunks[0], chunks[1])
-    assert np.all(np.abs(quotas - pixels * total / pixels.sum()) < 1)
+def test_the_fit_and_the_classes_do_not_depend_on_the_chunks() -> None:
+    values = _landsat()
+    step = KMeans(k=5, sample=20_000, seed=3)
+    first, centroids = run_chunked(values, (352, 349), step)
+    for chunks in [(100, 100), (37, 29), (5, 349), (352, 7)]:
+        classes, again = run_chunked(values, chunks, step)
+        np.testing.assert_array_equal(again, centroids)
+        np.testing.assert_array_equal(classes, first)
+
+
+@pytest.mark.parametrize("sample", [500, 20_000])
+def test_the_sample_is_drawn_uniformly_by_place_in_the_image(sample: int) -> None:
+    """About ``sample`` pixels (a binomial count), spread evenly over the image, the
+    same whichever chunk a pixel lies in; every pixel when sample >= pixels."""
+    values = _landsat()
+    shape = values.shape[1:]
+    pixels = shape[0] * shape[1]
+    below = sample * 2**64 // pixels
+    index, drawn = _draw(values, None, (0, 0), shape, below, seed=0)
+    spread = np.sqrt(sample * (1 - sample / pixels))
+    assert abs(index.size - sample) < 5 * spread
+    np.testing.assert_array_equal(drawn, values.reshape(6, -1)[:, index].T)
+    halves = np.bincount(index // shape[1] >= shape[0] // 2)
+    assert abs(halves[0] - halves[1]) < 5 * np.sqrt(index.size)
+    corner, _ = _draw(values[:, 100:, 200:], None, (100, 200), shape, below, seed=0)
+    inside = index[(index // shape[1] >= 100) & (index % shape[1] >= 200)]
+    np.testing.assert_array_equal(corner, inside)
+    every, _ = _draw(values, None, (0, 0), shape, None, seed=0)
+    np.testing.assert_array_equal(every, np.arange(pixels))

@@ -204,7 +204,7 @@ CASES = {
     "landsat_vegetation.yaml": Case(
         100, mask_accuracy("landsat", "vegetation"), landsat_vegetation
     ),
-    "landsat_landcover.yaml": Case(128, class_accuracy(kmeans_names)),
+    "landsat_landcover.yaml": Case(100, class_accuracy(kmeans_names)),
     "landsat_classifier.yaml": Case(100, class_accuracy(classifier_names)),
     "slide_tissue.yaml": Case(480, mask_accuracy("slide", "tissue"), slide_tissue),
     "brain_mask.yaml": Case([64, 112, 96], dice_with(WORKFLOW_DATA / "ch2bet.nii.gz"), brain_mask),

@@ -1,9 +1,16 @@
 """k-means classes: centroids fitted once on a sample of the whole image, nearest per chunk.
 
 The fit draws a sample spread uniformly over the whole image, chunk by chunk,
-gathers it (``sample`` x bands float64 values) and fits scikit-learn's
+gathers it (about ``sample`` x bands float64 values) and fits scikit-learn's
 ``MiniBatchKMeans`` on it; the per-chunk map only assigns every pixel to its
 nearest centroid in numpy, so workers never import scikit-learn.
+
+Which pixels are drawn depends on the pixels' places in the image, never on
+the chunks: a pixel is drawn when a hash of ``(seed, its index in the whole
+image)`` falls below ``sample / pixels`` of the hash range. Each chunk draws its
+own pixels that way, and the drawn values are put in image order, so the
+sample, and with it the centroids and the class map, are the same for any
+chunking and any scheduler.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .._batches import compute_batched
+from .._hash import splitmix64
 from ..errors import InputValueError
 from ._base import Step, register
 
@@ -27,16 +35,16 @@ N_INIT = 3  # scikit-learn's n_init="auto" for k-means++: the best of 3 initiali
 class KMeans(Step):
     """Classes 1..k: each pixel's nearest of k centroids fitted on the whole image.
 
-    ``fit`` draws about ``sample`` pixels spread uniformly over the whole image:
-    each chunk gets a share of ``sample`` proportional to its pixel count (the
-    largest-remainder split of ``sample`` over the chunk grid) and draws that
-    many distinct positions with a generator seeded by ``(seed, chunk index)``;
-    drawn pixels outside ``valid`` or with a NaN band are dropped, so the sample
-    is uniform over the pixels with data (and smaller by the nodata fraction).
-    The drawn values (at most ``sample`` x bands float64) are gathered and
+    ``fit`` draws about ``sample`` pixels spread uniformly over the whole image,
+    each pixel with probability ``sample / pixels`` decided by a hash of
+    ``seed`` and its index in the image (every pixel when ``sample`` is at
+    least the image's pixel count); drawn pixels outside ``valid`` or with a
+    NaN band are dropped, so the sample is uniform over the pixels with data
+    (and smaller by the nodata fraction). The drawn values (pixels x bands
+    float64), in image order, are gathered and
     ``sklearn.cluster.MiniBatchKMeans(n_clusters=k, random_state=seed,
-    n_init=3)`` is fitted on them. The fit depends only on the image, ``seed``
-    and the chunk grid, not on the scheduler or the order chunks finish in.
+    n_init=3)`` is fitted on them. The fit depends only on the image and
+    ``seed``: not on the chunks, the scheduler or the order chunks finish in.
 
     The centroids are then sorted by the sum of their bands (ties by band 1,
     then band 2, ...), so class 1 is the darkest and class numbers do not
@@ -82,7 +90,9 @@ class KMeans(Step):
     output = "classes"
 
     k: int = Field(ge=2, le=255, description="number of classes")
-    sample: int = Field(default=100_000, ge=1, description="pixels drawn for the fit")
+    sample: int = Field(
+        default=100_000, ge=1, description="about this many pixels drawn for the fit"
+    )
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="seed of the draw and the fit")
     band_numbers: list[int] | None = Field(
         default=None, alias="bands", min_length=1, description="band numbers (from 1) to cluster on"
@@ -105,18 +115,28 @@ class KMeans(Step):
         values = self._select(data)
         values = values.rechunk({0: -1})  # every band of a pixel in one block
         spatial = values.chunks[1:]
-        quotas = _quotas(spatial, min(self.sample, math.prod(values.shape[1:])))
-        blocks = values.to_delayed().reshape(quotas.shape)
+        shape = values.shape[1:]
+        # A pixel is drawn when its hash is below this: sample / pixels of the hash range.
+        pixels = math.prod(shape)
+        below = None if self.sample >= pixels else min(self.sample * 2**64 // pixels, 2**64 - 1)
+        blocks = values.to_delayed().reshape([len(sizes) for sizes in spatial])
         masks = None if valid is None else valid.rechunk(spatial).to_delayed()
+        starts = [np.cumsum((0, *sizes[:-1])) for sizes in spatial]
         draw = dask.delayed(_draw, pure=True)
         parts = [
             draw(
-                blocks[index], None if masks is None else masks[index], int(quota), self.seed, index
+                block,
+                None if masks is None else masks[index],
+                tuple(int(s[i]) for s, i in zip(starts, index, strict=True)),
+                shape,
+                below,
+                self.seed,
             )
-            for index, quota in np.ndenumerate(quotas)
-            if quota
+            for index, block in np.ndenumerate(blocks)
         ]
-        drawn = np.concatenate(compute_batched(parts), axis=0)
+        found = compute_batched(parts)
+        order = np.argsort(np.concatenate([np.zeros(0, np.int64), *(p[0] for p in found)]))
+        drawn = np.concatenate([p[1] for p in found], axis=0)[order]
         distinct = len(np.unique(drawn, axis=0))
         if distinct < self.k:
             where = "no" if distinct == 0 else f"{distinct} distinct"
@@ -187,40 +207,34 @@ def nearest_centroid(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return classes.reshape(values.shape[1:])
 
 
-def _quotas(chunks: tuple[tuple[int, ...], ...], total: int) -> np.ndarray:
-    """``total`` split over the chunk grid in proportion to each chunk's pixels.
-
-    Largest remainders, ties to the earlier chunk (C order), so the split
-    depends on the chunk grid only.
-
-    >>> _quotas(((2, 1), (3,)), 4)
-    array([[3],
-           [1]])
-    """
-    sizes = np.ones([len(c) for c in chunks], dtype=np.int64)
-    for axis, lengths in enumerate(chunks):
-        shape = [1] * len(chunks)
-        shape[axis] = len(lengths)
-        sizes = sizes * np.asarray(lengths, dtype=np.int64).reshape(shape)
-    pixels = int(sizes.sum())
-    share, remainder = np.divmod(sizes.ravel() * total, pixels)
-    short = total - int(share.sum())
-    order = np.lexsort((np.arange(share.size), -remainder))
-    share[order[:short]] += 1
-    return share.reshape(sizes.shape)
-
-
 def _draw(
-    block: np.ndarray, valid: np.ndarray | None, count: int, seed: int, index: tuple[int, ...]
-) -> np.ndarray:
-    """``count`` distinct pixels of ``block`` drawn with a generator seeded by
-    ``(seed, chunk index)``, in pixel order, those without data dropped
-    (pixels x bands, float64)."""
-    pixels = block.reshape(block.shape[0], -1)
-    rng = np.random.default_rng([seed, *index])
-    positions = np.sort(rng.choice(pixels.shape[1], size=count, replace=False))
-    values = pixels[:, positions].T.astype(np.float64)
+    block: np.ndarray,
+    valid: np.ndarray | None,
+    start: tuple[int, ...],
+    shape: tuple[int, ...],
+    below: int | None,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of ``block`` (bands first; its first pixel at ``start`` of an
+    image of ``shape``) whose hash of ``(seed, index in the image)`` is below
+    ``below`` (every pixel for ``None``), those without data dropped: their
+    indices in the image (int64) and their values (pixels x bands, float64)."""
+    index = np.zeros(block.shape[1:], dtype=np.int64)
+    stride = 1
+    for axis in reversed(range(len(shape))):
+        place = [1] * len(shape)
+        place[axis] = block.shape[1 + axis]
+        positions = np.arange(start[axis], start[axis] + place[axis], dtype=np.int64)
+        index = index + (positions * stride).reshape(place)
+        stride *= shape[axis]
+    flat = index.reshape(-1)
+    if below is None:
+        picked = np.ones(flat.size, dtype=bool)
+    else:
+        salt = np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
+        picked = splitmix64(flat.astype(np.uint64) ^ salt) < np.uint64(below)
+    values = block.reshape(block.shape[0], -1)[:, picked].T.astype(np.float64)
     keep = ~np.isnan(values).any(axis=1)
     if valid is not None:
-        keep &= valid.reshape(-1)[positions].astype(bool)
-    return values[keep]
+        keep &= valid.reshape(-1)[picked].astype(bool)
+    return flat[picked][keep], values[keep]

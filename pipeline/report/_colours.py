@@ -8,10 +8,10 @@ from __future__ import annotations
 import fastremap
 import numpy as np
 
+from .._hash import splitmix64
+
 FILL_OPACITY = 0.45
 """How much of a label's colour covers the image inside its object."""
-
-_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def label_colours(ids: np.ndarray) -> np.ndarray:
@@ -29,10 +29,7 @@ def label_colours(ids: np.ndarray) -> np.ndarray:
     [[0, 0, 0], [250, 69, 59], [100, 167, 247], [250, 69, 59]]
     """
     values, inverse = fastremap.unique(np.asarray(ids), return_inverse=True)
-    z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK
-    z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK
-    z = z ^ (z >> np.uint64(31))
+    z = splitmix64(values)
     hue = (z & np.uint64(0xFFFFFF)).astype(np.float64) / 2**24
     saturation = 0.55 + 0.4 * ((z >> np.uint64(24)) & np.uint64(0xFF)).astype(np.float64) / 255
     value = 0.75 + 0.25 * ((z >> np.uint64(32)) & np.uint64(0xFF)).astype(np.float64) / 255
