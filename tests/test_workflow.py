@@ -153,6 +153,20 @@ def test_chunks_smaller_than_the_halo_are_refused_before_work(tmp_path: Path) ->
     assert not (tmp_path / "x.zarr").exists()
 
 
+@pytest.mark.parametrize("step", [{"gaussian": {"sigma": 20}}, {"watershed": {"min_distance": 25}}])
+def test_an_image_thinner_than_the_halo_is_refused_before_work(tmp_path: Path, step: dict) -> None:
+    """60 planes in one chunk along z: no chunk is too small, but the image is."""
+    steps = [step, "threshold", "label"] if "gaussian" in step else ["threshold", step]
+    flow = Workflow(
+        source=str(NUCLEI), steps=steps, output=str(tmp_path / "x.zarr"), chunks=[60, 128, 128]
+    )
+    with pytest.raises(
+        pipeline.InputValueError, match=r"60 pixels along z, fewer than the halo (80|100) needed by"
+    ):
+        flow.run(client=_no_client())
+    assert not (tmp_path / "x.zarr").exists()
+
+
 def test_existing_output_is_refused_before_work(tmp_path: Path) -> None:
     (tmp_path / "x.zarr").mkdir()
     flow = Workflow(

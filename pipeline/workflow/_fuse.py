@@ -32,11 +32,19 @@ def total_halo(steps: Sequence[Step], ndim: int) -> tuple[int, ...]:
 def check_chunks(
     data: da.Array, steps: Sequence[Step], halo: tuple[int, ...], source: str = "image"
 ) -> None:
-    """A chunk smaller than the halo cannot be mapped; say which steps need it."""
+    """A chunk smaller than the halo cannot be mapped, nor an image thinner than it;
+    say which steps need it."""
+    names = "zyx"[-len(halo) :]
     for axis, need in enumerate(halo, start=1):
-        smallest = min(data.chunks[axis])
-        if need > smallest and smallest < data.shape[axis]:
-            needers = ", ".join(s.describe() for s in steps if any(s.halo(len(halo))))
+        smallest, size = min(data.chunks[axis]), data.shape[axis]
+        needers = ", ".join(s.describe() for s in steps if any(s.halo(len(halo))))
+        if need > size:
+            raise InputValueError(
+                f"{source}: the image is {size} pixels along {names[axis - 1]}, fewer than "
+                f"the halo {need} needed by {needers}: give those steps a reach of at most "
+                f"{size} pixels (a smaller sigma, size or min_distance, or their halo)"
+            )
+        if need > smallest and smallest < size:
             raise InputValueError(
                 f"{source}: chunks: chunk size {smallest} is smaller than the halo {need} "
                 f"needed by {needers}; set chunks >= {2 * need} in the workflow"
