@@ -17,6 +17,7 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
+import pyogrio
 import pytest
 import rasterio
 import tifffile
@@ -234,6 +235,11 @@ def test_workflow_reaches_the_score_its_readme_states(name: str, tmp_path: Path)
         assert result.labels is not None
         assert result.labels.numblocks != (1,) * result.labels.ndim  # seams were crossed
         assert case.score(result) >= stated[name]
+        if "polygons" in result.outputs:  # in the scene's CRS
+            with rasterio.open(flow.source_path()) as scene:
+                epsg = scene.crs.to_epsg()
+            polygons = pyogrio.read_dataframe(result.outputs["polygons"])
+            assert len(polygons) == result.num and polygons.crs.to_epsg() == epsg
         if case.whole_image is not None:
             assert_same_partition(result.labels.compute(), case.whole_image())
 
