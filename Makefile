@@ -20,8 +20,8 @@ test: $(BIN)/pip
 	$(BIN)/python -m pytest -n auto  # one test process per core
 
 lint:
-	$(BIN)/ruff check pipeline tests benchmarks
-	$(BIN)/ruff format --check pipeline tests benchmarks
+	$(BIN)/ruff check pipeline tests benchmarks workflows
+	$(BIN)/ruff format --check pipeline tests benchmarks workflows
 	$(BIN)/mypy pipeline
 
 bench: $(BIN)/pip
