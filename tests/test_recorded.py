@@ -15,7 +15,7 @@ from scipy import ndimage
 from skimage.measure import label as sk_label
 
 import pipeline
-from pipeline.errors import ChunkError, InputValueError
+from pipeline.errors import ChunkError, InputValueError, NondeterministicInputError
 from pipeline.measure._sizes import SizeCounts
 from pipeline.stitch._instances import stitch_instances_recorded
 from pipeline.stitch._label import label_recorded
@@ -31,7 +31,7 @@ def blobs(shape: tuple[int, ...], seed: int, levels: int = 1) -> np.ndarray:
 
 
 def markers(recording: Recording) -> list[Path]:
-    return sorted((recording.folder / "local.zarr.done").iterdir())
+    return sorted(recording.done.iterdir())
 
 
 @pytest.fixture(autouse=True)
@@ -63,16 +63,18 @@ def test_label_in_batches_matches_scipy(
     ("shape", "chunks", "connectivity", "levels"),
     [((60, 70), (16, 9), 1, 1), ((60, 70), (13, 30), 2, 3), ((18, 20, 22), (7, 6, 8), 1, 2)],
 )
+@pytest.mark.parametrize("keep", [True, False])
 def test_recorded_labels_match_skimage(
     tmp_path: Path,
     shape: tuple[int, ...],
     chunks: tuple[int, ...],
     connectivity: int,
     levels: int,
+    keep: bool,
 ) -> None:
     classes = blobs(shape, seed=len(shape) + levels, levels=levels)
     reference = sk_label(classes, background=0, connectivity=connectivity)
-    recording = Recording(tmp_path / "first")
+    recording = Recording(tmp_path / "first", keep_labels=keep)
     recorded = label_recorded(
         da.from_array(classes, chunks=chunks),
         recording,
@@ -89,18 +91,20 @@ def test_recorded_labels_match_skimage(
     grid = int(np.prod([-(-s // c) for s, c in zip(shape, chunks, strict=True)]))
     assert (written.total, written.written, written.skipped) == (grid, grid, 0)
     assert len(markers(recording)) == len(list(recording.summaries.iterdir())) == grid
+    assert recording.labels.exists() == keep  # else the second pass labelled again
 
 
-def test_a_resumed_first_pass_redoes_only_unrecorded_chunks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_resumed_first_pass_redoes_only_unrecorded_chunks(tmp_path: Path, keep: bool) -> None:
     mask = blobs((64, 64), seed=3) > 0
     reference, _ = ndimage.label(mask)
-    recording = Recording(tmp_path / "first")
+    recording = Recording(tmp_path / "first", keep_labels=keep)
     expected = label_recorded(da.from_array(mask, chunks=16), recording).labels.compute()
     lost = markers(recording)[::3]  # as if the run died before recording these
     for marker in lost:
         marker.unlink()
 
-    again = Recording(tmp_path / "first", resume=True)
+    again = Recording(tmp_path / "first", resume=True, keep_labels=keep)
     recorded = label_recorded(da.from_array(mask, chunks=16), again)
     assert (recorded.first.written, recorded.first.skipped) == (len(lost), 16 - len(lost))
     np.testing.assert_array_equal(recorded.labels.compute(), expected)
@@ -121,7 +125,27 @@ def test_summaries_recorded_without_sizes_give_no_sizes(tmp_path: Path) -> None:
     assert_same_partition(recorded.labels.compute(), ndimage.label(mask)[0])
 
 
-def test_a_failing_chunk_leaves_every_other_chunk_recorded(tmp_path: Path) -> None:
+def test_a_mask_that_changes_between_passes_is_named_when_labels_are_not_kept(
+    tmp_path: Path,
+) -> None:
+    mask = blobs((48, 48), seed=6) > 0
+    calls = {"n": 0}
+
+    def differs_the_second_time(block: np.ndarray, block_id: tuple[int, ...] | None = None):
+        if block_id == (2, 1):
+            calls["n"] += 1
+            if calls["n"] > 1:
+                return np.zeros_like(block)
+        return block
+
+    source = da.from_array(mask, chunks=16).map_blocks(differs_the_second_time, dtype=bool)
+    recorded = label_recorded(source, Recording(tmp_path / "first", keep_labels=False))
+    with pytest.raises(NondeterministicInputError, match=r"mask chunk \(2, 1\)"):
+        recorded.labels.compute()
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_failing_chunk_leaves_every_other_chunk_recorded(tmp_path: Path, keep: bool) -> None:
     mask = blobs((48, 48), seed=5) > 0
     broken = {"on": True}
 
@@ -131,13 +155,14 @@ def test_a_failing_chunk_leaves_every_other_chunk_recorded(tmp_path: Path) -> No
         return block
 
     source = da.from_array(mask, chunks=16).map_blocks(fails_in_the_middle, dtype=bool)
-    recording = Recording(tmp_path / "first")
+    recording = Recording(tmp_path / "first", keep_labels=keep)
     with pytest.raises(ChunkError, match=r"chunk \(1, 2\) \(pixels \[16:32, 32:48\]\)"):
         label_recorded(source, recording)
     assert len(markers(recording)) == 8
 
     broken["on"] = False
-    recorded = label_recorded(source, Recording(recording.folder, resume=True))
+    again = Recording(recording.folder, resume=True, keep_labels=keep)
+    recorded = label_recorded(source, again)
     assert (recorded.first.written, recorded.first.skipped) == (1, 8)
     reference, count = ndimage.label(mask)
     assert recorded.num == count

@@ -26,7 +26,10 @@ NUCLEI = sample_path("nuclei.tif")
 
 
 def _whole_image(values: np.ndarray, sigma: float, connectivity: int, below: bool = False):
-    smooth = ndimage.gaussian_filter(values.astype(np.float32), sigma, mode="reflect")
+    if not sigma:
+        smooth = values
+    else:
+        smooth = ndimage.gaussian_filter(values.astype(np.float32), sigma, mode="reflect")
     t = threshold_otsu(smooth)
     mask = smooth <= t if below else smooth > t
     structure = ndimage.generate_binary_structure(values.ndim, connectivity)
@@ -40,18 +43,18 @@ def _write_yaml(folder: Path, text: str) -> Path:
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("chunks", [64, 100, 512])
+@pytest.mark.parametrize(("chunks", "sigma"), [(64, 1.5), (100, 1.5), (512, 1.5), (100, 0)])
 def test_landsat_water_workflow_equals_whole_image(
-    cluster_client: object, tmp_path: Path, chunks: int
+    cluster_client: object, tmp_path: Path, chunks: int, sigma: float
 ) -> None:
+    smoothing = f"  - gaussian: {{sigma: {sigma}}}\n" if sigma else ""
     path = _write_yaml(
         tmp_path,
         f"""
 source: {{path: {LANDSAT}, bands: [5]}}
 chunks: {chunks}
 steps:
-  - gaussian: {{sigma: 1.5}}
-  - threshold: {{method: otsu, foreground: below}}
+{smoothing}  - threshold: {{method: otsu, foreground: below}}
   - label: {{connectivity: 2}}
 output: out/water_labels.zarr
 """,
@@ -61,7 +64,7 @@ output: out/water_labels.zarr
     with rasterio.open(LANDSAT) as src:
         band = src.read(5)
         transform, crs = src.transform, src.crs
-    reference, count = _whole_image(band, 1.5, 2, below=True)
+    reference, count = _whole_image(band, sigma, 2, below=True)
     assert result.num == count
     assert_same_partition(result.labels.compute(), reference)
 
@@ -72,6 +75,10 @@ output: out/water_labels.zarr
     assert record["objects"] == count
     assert record["versions"]["segpipe"] == pipeline.__version__
     assert set(record["timings_s"]) >= {"open", "fit"}
+    # A threshold of the image is computed again in the second pass; a smoothed
+    # one's first-pass labels are recorded and read back.
+    again = "computed again in the second pass"
+    assert record["first_pass"]["labels"] == ("recorded" if sigma else again)
 
 
 @pytest.mark.cluster

@@ -68,7 +68,7 @@ def done_chunks(done: Path) -> set[tuple[int, ...]]:
 
 def store_chunks(
     data: da.Array,
-    array_path: Path,
+    array_path: Path | None,
     done: Path,
     *,
     progress: bool = False,
@@ -81,7 +81,9 @@ def store_chunks(
     ``data``'s (all but the last per axis equal). Failed chunks are reported
     together once every other chunk has finished and been recorded. With
     ``digest``, each chunk's digest is kept in its marker and every chunk's is
-    returned (pickled: it must be small and picklable).
+    returned (pickled: it must be small and picklable). With no ``array_path``
+    each chunk is computed for what its task leaves on disk itself and only
+    recorded (no ``digest`` then).
 
     Raises
     ------
@@ -89,19 +91,23 @@ def store_chunks(
         A chunk failed (after ``retries`` more attempts on a distributed
         cluster); the message names it and its pixels.
     """
+    if digest is not None and array_path is None:
+        raise ValueError("a digest is made from the written chunks: give their array_path")
     done.mkdir(parents=True, exist_ok=True)
     recorded = done_chunks(done)
     todo = [index for index in np.ndindex(*data.numblocks) if index not in recorded]
     total = int(np.prod(data.numblocks))
     if todo:
         _store(data, array_path, done, todo, progress, retries, digest)
-    digests = read_digests(array_path, done, digest) if digest is not None else {}
+    digests: dict[Index, Any] = {}
+    if digest is not None and array_path is not None:
+        digests = read_digests(array_path, done, digest)
     return Written(total=total, written=len(todo), skipped=total - len(todo), digests=digests)
 
 
 def _store(
     data: da.Array,
-    array_path: Path,
+    array_path: Path | None,
     done: Path,
     todo: list[Index],
     progress: bool,
@@ -111,7 +117,7 @@ def _store(
     stored = da.map_blocks(
         _store_block,
         data,
-        str(array_path),
+        None if array_path is None else str(array_path),
         str(done),
         digest,
         block_id=True,
@@ -211,12 +217,16 @@ def client_or_none() -> Any:
 
 def _store_block(
     block: np.ndarray,
-    array_path: str,
+    array_path: str | None,
     done: str,
     digest: Digest | None,
     block_id: Index | None = None,
 ) -> np.ndarray:
     index = tuple(block_id or ())
+    marker = Path(done) / ".".join(str(i) for i in index)
+    if array_path is None:  # computed for its side effects: recorded only
+        _touch(marker)
+        return np.ones((1,) * block.ndim, dtype=np.int8)
     array = _writable(array_path, os.stat(Path(array_path) / "zarr.json").st_mtime_ns)
     region = tuple(
         slice(i * size, i * size + extent)
@@ -224,10 +234,8 @@ def _store_block(
     )
     array[region] = block
     _sync(Path(array_path) / array.metadata.encode_chunk_key(index))
-    marker = Path(done) / ".".join(str(i) for i in index)
     if digest is None:
-        with open(marker, "wb") as handle:
-            os.fsync(handle.fileno())
+        _touch(marker)
         return np.ones((1,) * block.ndim, dtype=np.int8)
     start = tuple(i * size for i, size in zip(index, array.chunks, strict=True))
     scratch = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
@@ -245,6 +253,12 @@ def _writable(path: str, stamp: int) -> zarr.Array:
     metadata (``stamp``: its modification time) stays the same."""
     # zarr's own all-fill-value check costs about 3x the write of a label chunk.
     return zarr.open_array(path, mode="r+").with_config({"write_empty_chunks": True})
+
+
+def _touch(marker: Path) -> None:
+    """Leave an empty marker, durably."""
+    with open(marker, "wb") as handle:
+        os.fsync(handle.fileno())
 
 
 def _sync(path: Path) -> None:

@@ -57,6 +57,9 @@ class Step(BaseModel):
     accepts: ClassVar[tuple[Output, ...]] = ("image",)
     uses_image: ClassVar[bool] = False
     uses_origin: ClassVar[bool] = False
+    # Each output pixel is a few operations on the same pixel's values (with no
+    # halo): a chunk is cheaper to compute again than to write and read back.
+    pointwise: ClassVar[bool] = False
 
     def halo(self, ndim: int) -> tuple[int, ...]:
         """Context needed on each side of a chunk, per spatial axis."""

@@ -39,6 +39,7 @@ class MultiOtsu(Step):
     """
 
     name = "multi_otsu"
+    pointwise = True
     output = "classes"
 
     classes: int = Field(default=3, ge=2, le=255, description="number of classes k")

@@ -249,6 +249,7 @@ class Invert(Step):
     """
 
     name = "invert"
+    pointwise = True
     output = "mask"
     accepts = ("mask",)
 

@@ -24,6 +24,7 @@ class Grayscale(Step):
     """
 
     name = "grayscale"
+    pointwise = True
     output = "image"
 
     weights: list[float] | None = Field(default=None, min_length=1)

@@ -50,6 +50,7 @@ class MaskNodata(Step):
     """
 
     name = "mask_nodata"
+    pointwise = True
     output = "image"
 
     values: list[float] = Field(default_factory=list, description="fill values that are nodata")

@@ -106,6 +106,7 @@ class Normalize(Step):
     """
 
     name = "normalize"
+    pointwise = True
     output = "image"
 
     low: float = Field(default=1.0, ge=0, le=100, description="percentile mapped to 0")
@@ -288,6 +289,7 @@ class Expression(Step):
     """
 
     name = "expression"
+    pointwise = True
     output = "image"
 
     expression: str = Field(description='band math over b1..bN, e.g. "(b4 - b3) / (b4 + b3)"')
@@ -438,6 +440,7 @@ class Window(Step):
     """
 
     name = "window"
+    pointwise = True
     output = "image"
 
     center: float = Field(allow_inf_nan=False, description="centre of the window")

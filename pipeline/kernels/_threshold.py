@@ -119,6 +119,7 @@ class Threshold(Step):
     """
 
     name = "threshold"
+    pointwise = True
     output = "mask"
 
     method: Method = "otsu"

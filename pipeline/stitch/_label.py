@@ -130,31 +130,18 @@ def label(
     if keep_labels:
         first = persist_blocks(first)
     plan, _ = _merged(seam_results(first, _equivalences_task, *_crossings(nbh)), first.numblocks)
-    meta = np.empty((0,) * array.ndim, dtype=plan.dtype)
-    plan_task = dask.delayed(plan, pure=True)
-    if keep_labels:
-        labels = da.map_blocks(
-            _map_kept,
-            first,
-            plan_task,
-            block_id=True,
-            chunks=array.chunks,
-            dtype=plan.dtype,
-            meta=meta,
-            token="segpipe-label",
-        )
-    else:
-        labels = da.map_blocks(
-            _relabel_block,
-            array,
-            plan_task,
-            nbh,
-            by_value,
-            block_id=True,
-            dtype=plan.dtype,
-            meta=meta,
-            token="segpipe-label",
-        )
+    if not keep_labels:
+        return _relabelled(array, plan, nbh, by_value), plan.num
+    labels = da.map_blocks(
+        _map_kept,
+        first,
+        dask.delayed(plan, pure=True),
+        block_id=True,
+        chunks=array.chunks,
+        dtype=plan.dtype,
+        meta=np.empty((0,) * array.ndim, dtype=plan.dtype),
+        token="segpipe-label",
+    )
     return labels, plan.num
 
 
@@ -192,13 +179,18 @@ def label_recorded(
 
     Each chunk's object sizes are counted on its local labels in the first
     pass (a count over ``0..n``, whatever the final ids) and come back with its
-    seams, so the sizes of the objects are known before the second pass.
+    seams, so the sizes of the objects are known before the second pass. The
+    second pass reads the recorded labels, or, when ``recording.keep_labels``
+    is off, computes each chunk of ``mask`` and labels it again.
 
     Raises
     ------
     ChunkError
         Computing the mask failed on some chunks; every other chunk's first
         pass is recorded, so a run with ``resume`` redoes only those.
+    NondeterministicInputError
+        (When computing), without ``keep_labels``: a chunk of the mask held
+        another number of objects in the second pass than in the first.
     """
     array = _as_mask(mask)
     nbh = resolve_neighbourhood(array.ndim, None, connectivity)
@@ -216,9 +208,11 @@ def label_recorded(
     written = record_first_pass(local, recording)
     found = recorded_seam_results(recording, array.numblocks, _equivalences_task, *_crossings(nbh))
     plan, parts = _merged(found, array.numblocks)
-    return RecordedLabels(
-        recorded_labels(recording, plan), plan.num, written, _final_sizes(plan, parts)
-    )
+    if recording.keep_labels:
+        labels = recorded_labels(recording, plan)
+    else:
+        labels = _relabelled(array, plan, nbh, by_value)
+    return RecordedLabels(labels, plan.num, written, _final_sizes(plan, parts))
 
 
 def _available_memory() -> int:
@@ -350,6 +344,21 @@ def _equivalences_task(
         own, [other.flat[0] for other in neighbours], steps, crossings
     )
     return count, pairs, own.sizes
+
+
+def _relabelled(array: da.Array, plan: RemapPlan, nbh: Neighbourhood, by_value: bool) -> da.Array:
+    """The second pass that labels each chunk of the mask again and maps it to final ids."""
+    return da.map_blocks(
+        _relabel_block,
+        array,
+        dask.delayed(plan, pure=True),
+        nbh,
+        by_value,
+        block_id=True,
+        dtype=plan.dtype,
+        meta=np.empty((0,) * array.ndim, dtype=plan.dtype),
+        token="segpipe-label",
+    )
 
 
 def _relabel_block(

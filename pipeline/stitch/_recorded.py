@@ -15,12 +15,21 @@ second pass reads the recorded labels instead of running the kernels again, so
 every kernel runs once per chunk while memory stays at a few chunks per worker.
 A chunk that fails does not stop the others: they finish and are recorded,
 and the error names the chunk.
+
+When a chunk of the mask is cheaper to compute again than its labels are to
+write and read back (a threshold of the image: reading a uint8 chunk and
+labelling it again takes less than writing and reading 4 bytes a pixel), the
+labels are not kept (``keep_labels=False``): the first pass records only the
+summaries, with markers in ``<folder>/first.done/``, and the second pass
+computes the mask chunk and labels it again, checking it finds the same
+number of objects.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +41,7 @@ import numpy as np
 
 from .._batches import compute_batched
 from ..errors import InputValueError
-from ..io._chunks import Written
+from ..io._chunks import Written, store_chunks
 from ..io._zarr import record_chunks
 from ._grid import Direction, step, within
 from ._local import final_ids
@@ -56,21 +65,36 @@ class Recording:
         Show a progress bar per batch of chunks.
     retries
         Further attempts per chunk on a distributed cluster.
+    keep_labels
+        Record each chunk's first-pass labels for the second pass to read;
+        otherwise the second pass computes the chunk again.
     """
 
     folder: Path
     resume: bool = False
     progress: bool = False
     retries: int = 0
+    keep_labels: bool = True
 
     @property
     def summaries(self) -> Path:
         """The folder of the chunks' summaries."""
         return self.folder / "summaries"
 
+    @property
+    def labels(self) -> Path:
+        """The zarr array of the first pass's labels (when they are kept)."""
+        return self.folder / "local.zarr"
+
+    @property
+    def done(self) -> Path:
+        """The folder of the markers of the chunks whose first pass is recorded."""
+        return self.folder / ("local.zarr.done" if self.keep_labels else "first.done")
+
 
 def record_first_pass(local: da.Array, recording: Recording) -> Written:
-    """Write ``local`` (uint32 local labels whose blocks save their summaries) chunk by chunk.
+    """Write ``local`` (uint32 local labels whose blocks save their summaries) chunk by
+    chunk, or, without ``keep_labels``, compute each block and record it.
 
     Raises
     ------
@@ -86,13 +110,19 @@ def record_first_pass(local: da.Array, recording: Recording) -> Written:
                 "size per axis before stitching"
             )
     recording.summaries.mkdir(parents=True, exist_ok=True)
-    return record_chunks(
-        local,
-        recording.folder / "local.zarr",
-        resume=recording.resume,
-        progress=recording.progress,
-        retries=recording.retries,
-        scratch=True,
+    if recording.keep_labels:
+        return record_chunks(
+            local,
+            recording.labels,
+            resume=recording.resume,
+            progress=recording.progress,
+            retries=recording.retries,
+            scratch=True,
+        )
+    if not recording.resume and recording.done.exists():
+        shutil.rmtree(recording.done)
+    return store_chunks(
+        local, None, recording.done, progress=recording.progress, retries=recording.retries
     )
 
 
@@ -128,7 +158,7 @@ def recorded_seam_results(
 
 def recorded_labels(recording: Recording, plan: RemapPlan) -> da.Array:
     """The second pass: the recorded local labels, mapped to their final ids."""
-    local = da.from_zarr(str(recording.folder / "local.zarr"))
+    local = da.from_zarr(str(recording.labels))
     return da.map_blocks(
         _final_block,
         local,

@@ -136,6 +136,7 @@ def _run(
         resume=resume,
         progress=progress,
         retries=retries,
+        keep_labels=not _pointwise(mapped, data.ndim - 1),
     )
     if not resume and recording.folder.exists():
         shutil.rmtree(recording.folder)
@@ -210,7 +211,10 @@ def _run(
     attributes = {**georeference(image), "segpipe": record}
     if object_classes is not None:
         attributes["object_classes"] = object_classes.tolist()
-    record["first_pass"] = _counts(first)
+    record["first_pass"] = {
+        **_counts(first),
+        "labels": "recorded" if recording.keep_labels else "computed again in the second pass",
+    }
     # The first pass's sizes hold unless a step changed the labels since.
     known = counted[1] if counted is not None and counted[0] is labels else None
     # Objects are connected, except instances, which may not be.
@@ -318,6 +322,15 @@ def _fit(
     scratch.write_bytes(cloudpickle.dumps(states))
     scratch.replace(cache)
     return states
+
+
+def _pointwise(steps: list[Step], ndim: int) -> bool:
+    """Whether the steps make a mask pixel by pixel: then a chunk of it is cheaper to
+    compute again than its first-pass labels are to write and read back (4 bytes a
+    pixel), and the second pass labels it again."""
+    return all(
+        step.pointwise and step.output != "instances" and not any(step.halo(ndim)) for step in steps
+    )
 
 
 def _counts(written: Written) -> dict[str, int]:
