@@ -21,9 +21,11 @@ from ._merge import RemapPlan, plan_remap
 from ._neighbourhood import Neighbourhood, resolve_neighbourhood
 from ._recorded import (
     Recording,
+    plan_of,
     record_first_pass,
     recorded_labels,
     recorded_seam_results,
+    save_plan,
     save_summary,
 )
 from ._seams import Direction, chunk_equivalences, seam_directions
@@ -194,24 +196,37 @@ def label_recorded(
     """
     array = _as_mask(mask)
     nbh = resolve_neighbourhood(array.ndim, None, connectivity)
-    local = da.map_blocks(
-        _record_block,
-        array,
-        nbh,
-        by_value,
-        str(recording.summaries),
-        block_id=True,
-        dtype=np.uint32,
-        meta=np.empty((0,) * array.ndim, dtype=np.uint32),
-        token="segpipe-first-pass-recorded",
-    )
+    if recording.keep_labels:
+        local = da.map_blocks(
+            _record_block,
+            array,
+            nbh,
+            by_value,
+            str(recording.summaries),
+            block_id=True,
+            dtype=np.uint32,
+            meta=np.empty((0,) * array.ndim, dtype=np.uint32),
+            token="segpipe-first-pass-recorded",
+        )
+    else:  # each block leaves its summary and returns no labels
+        local = da.map_blocks(
+            _record_summary,
+            array,
+            nbh,
+            by_value,
+            str(recording.summaries),
+            block_id=True,
+            dtype=np.uint8,
+            meta=np.empty((0,) * array.ndim, dtype=np.uint8),
+            token="segpipe-first-pass-summaries",
+        )
     written = record_first_pass(local, recording)
     found = recorded_seam_results(recording, array.numblocks, _equivalences_task, *_crossings(nbh))
     plan, parts = _merged(found, array.numblocks)
     if recording.keep_labels:
         labels = recorded_labels(recording, plan)
     else:
-        labels = _relabelled(array, plan, nbh, by_value)
+        labels = _relabelled(array, save_plan(recording, plan), nbh, by_value)
     return RecordedLabels(labels, plan.num, written, _final_sizes(plan, parts))
 
 
@@ -333,6 +348,17 @@ def _record_block(
     return labels
 
 
+def _record_summary(
+    block: np.ndarray,
+    nbh: Neighbourhood,
+    by_value: bool,
+    summaries: str,
+    block_id: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    _record_block(block, nbh, by_value, summaries, block_id)
+    return np.broadcast_to(np.uint8(1), block.shape)  # the chunk's shape, one byte of memory
+
+
 def _equivalences_task(
     summary: np.ndarray,
     neighbours: list[np.ndarray],
@@ -346,30 +372,34 @@ def _equivalences_task(
     return count, pairs, own.sizes
 
 
-def _relabelled(array: da.Array, plan: RemapPlan, nbh: Neighbourhood, by_value: bool) -> da.Array:
-    """The second pass that labels each chunk of the mask again and maps it to final ids."""
+def _relabelled(
+    array: da.Array, plan: RemapPlan | str, nbh: Neighbourhood, by_value: bool
+) -> da.Array:
+    """The second pass that labels each chunk of the mask again and maps it to final
+    ids; ``plan`` is the plan or the path it was saved at (see :func:`plan_of`)."""
+    dtype = plan_of(plan).dtype
     return da.map_blocks(
         _relabel_block,
         array,
-        dask.delayed(plan, pure=True),
+        dask.delayed(plan, pure=True) if isinstance(plan, RemapPlan) else plan,
         nbh,
         by_value,
         block_id=True,
-        dtype=plan.dtype,
-        meta=np.empty((0,) * array.ndim, dtype=plan.dtype),
+        dtype=dtype,
+        meta=np.empty((0,) * array.ndim, dtype=dtype),
         token="segpipe-label",
     )
 
 
 def _relabel_block(
     block: np.ndarray,
-    plan: RemapPlan,
+    plan: RemapPlan | str,
     nbh: Neighbourhood,
     by_value: bool,
     block_id: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     index = tuple(block_id or ())
-    return relabel_chunk(block, nbh, by_value, plan.chunk(index), index)
+    return relabel_chunk(block, nbh, by_value, plan_of(plan).chunk(index), index)
 
 
 def _map_kept(

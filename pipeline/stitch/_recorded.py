@@ -27,6 +27,7 @@ number of objects.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import shutil
@@ -128,10 +129,36 @@ def record_first_pass(local: da.Array, recording: Recording) -> Written:
 
 def save_summary(folder: str, index: tuple[int, ...], summary: Any) -> None:
     """Write a chunk's summary atomically and durably (a rewrite leaves the same bytes)."""
-    path = Path(folder) / ".".join(str(i) for i in index)
+    _save(Path(folder) / ".".join(str(i) for i in index), summary)
+
+
+def save_plan(recording: Recording, plan: RemapPlan) -> str:
+    """Write the second pass's plan next to the summaries, for its tasks to read
+    (see :func:`plan_of`): then a chunk's second pass depends on nothing but the
+    chunk, and dask fuses it into one task with the chunk's own computation."""
+    path = recording.folder / "plan.pkl"
+    _save(path, plan)
+    return str(path)
+
+
+def plan_of(plan: RemapPlan | str) -> RemapPlan:
+    """The plan itself, or the one saved at that path (read once per process)."""
+    if isinstance(plan, RemapPlan):
+        return plan
+    return _load_plan(plan, os.stat(plan).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_plan(path: str, stamp: int) -> RemapPlan:
+    with open(path, "rb") as handle:
+        loaded: RemapPlan = pickle.load(handle)
+    return loaded
+
+
+def _save(path: Path, value: Any) -> None:
     scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(scratch, "wb") as handle:
-        pickle.dump(summary, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(scratch, path)
@@ -162,7 +189,7 @@ def recorded_labels(recording: Recording, plan: RemapPlan) -> da.Array:
     return da.map_blocks(
         _final_block,
         local,
-        dask.delayed(plan, pure=True),
+        save_plan(recording, plan),
         block_id=True,
         dtype=plan.dtype,
         meta=np.empty((0,) * local.ndim, dtype=plan.dtype),
@@ -191,6 +218,6 @@ def _load_summary(folder: str, index: Index) -> np.ndarray:
 
 
 def _final_block(
-    local: np.ndarray, plan: RemapPlan, block_id: tuple[int, ...] | None = None
+    local: np.ndarray, plan: str, block_id: tuple[int, ...] | None = None
 ) -> np.ndarray:
-    return final_ids(local, plan.chunk(tuple(block_id or ())), in_place=True)
+    return final_ids(local, plan_of(plan).chunk(tuple(block_id or ())), in_place=True)
