@@ -196,30 +196,21 @@ def label_recorded(
     """
     array = _as_mask(mask)
     nbh = resolve_neighbourhood(array.ndim, None, connectivity)
-    if recording.keep_labels:
-        local = da.map_blocks(
-            _record_block,
-            array,
-            nbh,
-            by_value,
-            str(recording.summaries),
-            block_id=True,
-            dtype=np.uint32,
-            meta=np.empty((0,) * array.ndim, dtype=np.uint32),
-            token="segpipe-first-pass-recorded",
-        )
-    else:  # each block leaves its summary and returns no labels
-        local = da.map_blocks(
-            _record_summary,
-            array,
-            nbh,
-            by_value,
-            str(recording.summaries),
-            block_id=True,
-            dtype=np.uint8,
-            meta=np.empty((0,) * array.ndim, dtype=np.uint8),
-            token="segpipe-first-pass-summaries",
-        )
+    # Without keep_labels each block leaves its summary and returns no labels.
+    record, dtype = (
+        (_record_block, np.uint32) if recording.keep_labels else (_record_summary, np.uint8)
+    )
+    local = da.map_blocks(
+        record,
+        array,
+        nbh,
+        by_value,
+        str(recording.summaries),
+        block_id=True,
+        dtype=dtype,
+        meta=np.empty((0,) * array.ndim, dtype=dtype),
+        token="segpipe-first-pass-recorded",
+    )
     written = record_first_pass(local, recording)
     found = recorded_seam_results(recording, array.numblocks, _equivalences_task, *_crossings(nbh))
     plan, parts = _merged(found, array.numblocks)
