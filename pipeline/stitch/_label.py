@@ -196,16 +196,14 @@ def label_recorded(
     """
     array = _as_mask(mask)
     nbh = resolve_neighbourhood(array.ndim, None, connectivity)
-    # Without keep_labels each block leaves its summary and returns no labels.
-    record, dtype = (
-        (_record_block, np.uint32) if recording.keep_labels else (_record_summary, np.uint8)
-    )
+    dtype = np.uint32 if recording.keep_labels else np.uint8
     local = da.map_blocks(
-        record,
+        _record_block,
         array,
         nbh,
         by_value,
         str(recording.summaries),
+        recording.keep_labels,
         block_id=True,
         dtype=dtype,
         meta=np.empty((0,) * array.ndim, dtype=dtype),
@@ -217,7 +215,7 @@ def label_recorded(
     if recording.keep_labels:
         labels = recorded_labels(recording, plan)
     else:
-        labels = _relabelled(array, save_plan(recording, plan), nbh, by_value)
+        labels = _relabelled(array, plan, nbh, by_value, saved=save_plan(recording, plan))
     return RecordedLabels(labels, plan.num, written, _final_sizes(plan, parts))
 
 
@@ -331,23 +329,15 @@ def _record_block(
     nbh: Neighbourhood,
     by_value: bool,
     summaries: str,
+    keep: bool,
     block_id: tuple[int, ...] | None = None,
 ) -> np.ndarray:
+    """Save a chunk's summary; return its labels, or with ``keep`` off a stand-in of
+    the chunk's shape that holds one byte."""
     index = tuple(block_id or ())
     labels, summary = summarise_chunk(block, nbh, by_value, index, sizes=True)
     save_summary(summaries, index, summary)
-    return labels
-
-
-def _record_summary(
-    block: np.ndarray,
-    nbh: Neighbourhood,
-    by_value: bool,
-    summaries: str,
-    block_id: tuple[int, ...] | None = None,
-) -> np.ndarray:
-    _record_block(block, nbh, by_value, summaries, block_id)
-    return np.broadcast_to(np.uint8(1), block.shape)  # the chunk's shape, one byte of memory
+    return labels if keep else np.broadcast_to(np.uint8(1), block.shape)
 
 
 def _equivalences_task(
@@ -364,20 +354,24 @@ def _equivalences_task(
 
 
 def _relabelled(
-    array: da.Array, plan: RemapPlan | str, nbh: Neighbourhood, by_value: bool
+    array: da.Array,
+    plan: RemapPlan,
+    nbh: Neighbourhood,
+    by_value: bool,
+    saved: str | None = None,
 ) -> da.Array:
     """The second pass that labels each chunk of the mask again and maps it to final
-    ids; ``plan`` is the plan or the path it was saved at (see :func:`plan_of`)."""
-    dtype = plan_of(plan).dtype
+    ids. With ``saved`` (where :func:`save_plan` wrote ``plan``) the tasks read the
+    plan from there and depend on nothing but their chunk."""
     return da.map_blocks(
         _relabel_block,
         array,
-        dask.delayed(plan, pure=True) if isinstance(plan, RemapPlan) else plan,
+        dask.delayed(plan, pure=True) if saved is None else saved,
         nbh,
         by_value,
         block_id=True,
-        dtype=dtype,
-        meta=np.empty((0,) * array.ndim, dtype=dtype),
+        dtype=plan.dtype,
+        meta=np.empty((0,) * array.ndim, dtype=plan.dtype),
         token="segpipe-label",
     )
 
