@@ -78,35 +78,50 @@ def reduce_blocks(
     grids = {array.numblocks for array in arrays}
     if len(grids) != 1:
         raise ValueError(f"arrays must share one block grid; got {sorted(grids)}")
-    arrays = dask.optimize(*arrays)
-    apply = partial(_apply, func, args)
-    name = f"segpipe-reduce-{tokenize(func, combine, *arrays, *args)}"
-    places = list(np.ndindex(*arrays[0].numblocks))
+    (grid,) = grids
+    # Each block's partial result as a one-element object block of an array, so
+    # that dask fuses reading a block and reducing it into one task.
+    (parts,) = dask.optimize(
+        da.map_blocks(
+            partial(_wrapped, func, args),
+            *arrays,
+            dtype=object,
+            chunks=tuple((1,) * count for count in grid),
+            name=f"segpipe-part-{tokenize(func, *arrays, *args)}",
+            meta=np.empty((0,) * len(grid), dtype=object),
+        )
+    )
+    name = f"segpipe-reduce-{tokenize(combine, parts)}"
+    places = list(np.ndindex(*grid))
     size = batch_size()
-    partials = []
+    results = []
     for start in range(0, len(places), size):
+        level = [(parts.name, *place) for place in places[start : start + size]]
         layer: dict = {}
-        level = []
-        for number, place in enumerate(places[start : start + size], start=start):
-            key = (name, 0, number)
-            layer[key] = (apply, *[(array.name, *place) for array in arrays])
-            level.append(key)
+        merge: Callable[..., Any] = partial(_unwrapped, combine)
         depth = 0
-        while len(level) > 1:
+        while depth == 0 or len(level) > 1:  # the first level unwraps, even of one part
             depth += 1
             merged = []
             for first in range(0, len(level), FAN_IN):
                 key = (name, depth, start + first)
-                layer[key] = (combine, level[first : first + FAN_IN])
+                layer[key] = (merge, level[first : first + FAN_IN])
                 merged.append(key)
-            level = merged
-        graph = HighLevelGraph.from_collections(name, layer, dependencies=list[Any](arrays))
-        partials.append(Delayed(level[0], graph, layer=name).compute())
-    return combine(partials)
+            level, merge = merged, combine
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=[parts])
+        results.append(Delayed(level[0], graph, layer=name).compute())
+    return combine(results)
 
 
-def _apply(func: Callable[..., Any], args: tuple[Any, ...], *blocks: Any) -> Any:
-    return func(*blocks, *args)
+def _wrapped(func: Callable[..., Any], args: tuple[Any, ...], *blocks: np.ndarray) -> np.ndarray:
+    """``func(*blocks, *args)`` as the one element of an object block."""
+    out = np.empty((1,) * blocks[0].ndim, dtype=object)
+    out.flat[0] = func(*blocks, *args)
+    return out
+
+
+def _unwrapped(combine: Callable[[list[Any]], Any], parts: list[np.ndarray]) -> Any:
+    return combine([part.flat[0] for part in parts])
 
 
 def block_regions(chunks: tuple[tuple[int, ...], ...], size: int) -> list[tuple[slice, ...]]:

@@ -63,6 +63,26 @@ def test_summed_block_histograms_equal_the_whole_arrays() -> None:
     assert max(graphs.sizes) <= 3 * 3  # a batch's chunks: read, histogram, combine
 
 
+def test_a_block_is_read_and_reduced_in_one_task(tmp_path: Path) -> None:
+    values = _image((23, 40))
+    stored = zarr.create_array(
+        tmp_path / "image.zarr", shape=values.shape, chunks=(5, 6), dtype="f8"
+    )
+    stored[...] = values
+    data = da.from_zarr(str(tmp_path / "image.zarr"))
+    with _Graphs() as graphs:
+        counts = reduce_blocks(_histogram, [data], add)
+    np.testing.assert_array_equal(counts, np.histogram(values, bins=BINS)[0])
+    # Per batch: a task per chunk (read, then histogram), the zarr array, one combine.
+    assert graphs.sizes == [3 + 1 + 1] * 11 + [2 + 1 + 1]
+
+
+def test_one_block_is_reduced_too() -> None:
+    values = _image((23, 40))
+    counts = reduce_blocks(_histogram, [da.from_array(values, chunks=-1)], add)
+    np.testing.assert_array_equal(counts, np.histogram(values, bins=BINS)[0])
+
+
 def test_blocks_of_several_arrays_meet_at_the_same_place() -> None:
     values, mask = _image((23, 40)), _image((23, 40), seed=1) > 0.3
     arrays = [da.from_array(values, chunks=(5, 6)), da.from_array(mask, chunks=(5, 6))]
