@@ -17,7 +17,7 @@ from skimage.measure import label as sk_label
 import pipeline
 from pipeline.data import sample_path
 from pipeline.io._chunks import store_chunks
-from pipeline.measure._sizes import SizeCounts, chunk_sizes, combine_sizes
+from pipeline.measure._sizes import SizeCounts, chunk_sizes, combine_sizes, component_sizes
 from pipeline.report._preview import preview_pixels
 from pipeline.workflow import Workflow
 from pipeline.workflow._digest import LabelDigest
@@ -64,6 +64,23 @@ def test_sizes_of_connected_objects_equal_bincount(
     found = digest_blocks(labels, chunks, connected=True)
     assert_same(found, truth(labels))
     assert found.count == labels.max() > 50
+
+
+@pytest.mark.parametrize("given_mask", [False, True])
+def test_a_chunks_own_component_sizes_equal_bincount(given_mask: bool) -> None:
+    mask = blobs((300, 420), seed=5)
+    for index in np.ndindex(3, 4):
+        block = mask[index[0] * 100 : (index[0] + 1) * 100, index[1] * 105 : (index[1] + 1) * 105]
+        labels = sk_label(block, connectivity=2).astype(np.uint32)
+        count = int(labels.max())
+        found = component_sizes(labels, count, block if given_mask else None)
+        general = chunk_sizes(labels, connected=True)  # counted over the ids present
+        assert_same(found.whole, general.whole)
+        np.testing.assert_array_equal(found.ids, general.ids)
+        np.testing.assert_array_equal(found.pixels, general.pixels)
+        assert found.whole.count + found.ids.size == count > 0
+        on_face = np.bincount(labels.ravel(), minlength=count + 1)[found.ids]
+        np.testing.assert_array_equal(found.pixels, on_face)
 
 
 def test_only_objects_on_chunk_faces_travel_as_ids() -> None:

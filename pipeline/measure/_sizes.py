@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import fastremap
 import numpy as np
 
 
@@ -80,17 +79,20 @@ def chunk_sizes(block: np.ndarray, *, connected: bool) -> ChunkSizes:
     return ChunkSizes(SizeCounts.of(pixels[inside]), ids[~inside], pixels[~inside])
 
 
-def component_sizes(labels: np.ndarray, count: int) -> ChunkSizes:
+def component_sizes(
+    labels: np.ndarray, count: int, foreground: np.ndarray | None = None
+) -> ChunkSizes:
     """:func:`chunk_sizes` of a chunk's own connected components, numbered ``1..count``.
 
     The ids are known to lie in ``0..count``, so one count over that range does,
     however large the final ids will be; the pieces keep their local ids (map
-    them to final ids before :func:`combine_sizes`).
+    them to final ids before :func:`combine_sizes`). ``foreground``, the bool
+    mask the chunk was labelled from (``labels != 0`` if not given), lets the
+    count skip the background: a count of each background pixel into the same
+    bin is the slow part of counting a whole chunk.
     """
-    found, counts = fastremap.unique(labels, return_counts=True)  # faster than np.bincount
-    pixels = np.zeros(count + 1, dtype=np.int64)
-    pixels[found] = counts
-    pixels = pixels[1:]
+    inside = labels[labels != 0 if foreground is None else foreground]
+    pixels = np.bincount(inside.astype(np.intp, copy=False), minlength=count + 1)[1:]
     on_face = np.zeros(count + 1, dtype=bool)
     on_face[_face_ids(labels)] = True
     pieces = on_face[1:]

@@ -84,7 +84,9 @@ def summarise_chunk(
         count=count,
         labels=_faces(labels),
         values=_faces(block) if by_value else None,
-        sizes=component_sizes(labels, count) if sizes else None,
+        sizes=component_sizes(labels, count, block if block.dtype == bool else None)
+        if sizes
+        else None,
     )
     return labels, summary
 
