@@ -25,6 +25,7 @@ from skimage import filters
 from pipeline.data import sample_path
 from pipeline.kernels import Threshold
 from pipeline.kernels._reductions import value_counts
+from pipeline.kernels._threshold import compare
 
 METHODS = ["otsu", "li", "yen", "triangle", "mean", "isodata"]
 EXACT_ON_FLOATS = {"otsu", "yen", "triangle", "isodata"}
@@ -321,3 +322,31 @@ def test_value_counts_equal_a_bincount_of_the_values(
                 values[:, ::2].ravel().astype(np.int64) - int(info.min), minlength=expected.size
             ),
         )
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64, np.float32]
+)
+@pytest.mark.parametrize("above", [False, True])
+def test_an_integer_image_compares_with_a_level_as_numpy_does(dtype: type, above: bool) -> None:
+    """Integer images are compared in their own dtype (a fast path): the answer is
+    numpy's float comparison, for levels between values, on them and out of range."""
+    rng = np.random.default_rng(7)
+    if np.dtype(dtype).kind == "f":
+        low, high = -1e6, 1e6
+    else:
+        info = np.iinfo(dtype)
+        low, high = int(info.min), int(info.max)
+    values = rng.integers(max(low, -(2**40)), min(high, 2**40), size=(40, 50), endpoint=True)
+    values = values.astype(dtype)
+    values[0, :4] = [low, high, 0, 1]
+    levels = [low - 1.5, low - 0.5, low, low + 0.5, -1.5, -0.5, 0.0, 0.5, 59.99, 60.0]
+    levels += [high - 0.5, high, high + 0.5, 2.0**70, -(2.0**70), float("inf"), float("-inf")]
+    levels += [float("nan"), np.float32(12.5), np.float64(-3.25), 7]
+    for level in levels:
+        expected = (
+            values.astype(np.float64) > level if above else values.astype(np.float64) <= level
+        )
+        found = compare(values, level, above=above)
+        assert found.dtype == bool and found.shape == values.shape
+        np.testing.assert_array_equal(found, expected, err_msg=f"level {level!r}")

@@ -31,6 +31,7 @@ computed per chunk with the halo the window needs (see :class:`Threshold`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -189,7 +190,7 @@ class Threshold(Step):
         values = block[0]
         if self.method == "local" and self.block_size is not None:
             state = self._local(values, self.block_size)
-        return values > state if self.foreground == "above" else values <= state
+        return compare(values, state, above=self.foreground == "above")
 
     def _local(self, values: np.ndarray, size: int) -> np.ndarray:
         """The threshold image of ``skimage.filters.threshold_local``."""
@@ -373,6 +374,24 @@ def single_band(data: da.Array, step: str) -> None:
             f"{step} needs a single band; the image has {data.shape[0]}: select one with "
             "source: {path: ..., bands: [n]} or combine them with an expression step"
         )
+
+
+def compare(values: np.ndarray, level: Any, *, above: bool) -> np.ndarray:
+    """``values > level`` (``above``) or ``values <= level``, as numpy compares them.
+
+    An integer image of at most 32 bits against one finite level is compared
+    with the level's floor in the image's own dtype: the same answer (float64
+    holds every such value exactly), without widening the chunk to float64,
+    which takes four times as long.
+    """
+    kind, size = values.dtype.kind, values.dtype.itemsize
+    if kind in "iu" and size <= 4 and np.ndim(level) == 0 and np.isfinite(level):
+        info = np.iinfo(values.dtype)
+        floor = math.floor(level)
+        if floor < info.min or floor >= info.max:  # every pixel on the same side
+            return np.full(values.shape, above == (floor < info.min))
+        level = values.dtype.type(floor)
+    return values > level if above else values <= level
 
 
 def global_histogram(values: da.Array, valid: da.Array | None) -> tuple[np.ndarray, np.ndarray]:
