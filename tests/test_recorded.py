@@ -61,7 +61,12 @@ def test_label_in_batches_matches_scipy(
 
 @pytest.mark.parametrize(
     ("shape", "chunks", "connectivity", "levels"),
-    [((60, 70), (16, 9), 1, 1), ((60, 70), (13, 30), 2, 3), ((18, 20, 22), (7, 6, 8), 1, 2)],
+    [
+        ((60, 70), (16, 9), 1, 1),
+        ((60, 70), (13, 30), 2, 3),
+        ((18, 20, 22), (7, 6, 8), 1, 2),
+        ((60, 70), (5, 7), 2, 2),  # 120 chunks: seams found in runs that split rows
+    ],
 )
 @pytest.mark.parametrize("keep", [True, False])
 def test_recorded_labels_match_skimage(

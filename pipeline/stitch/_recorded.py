@@ -48,6 +48,8 @@ from ._grid import Direction, step, within
 from ._local import final_ids
 from ._merge import RemapPlan
 
+SEAM_RUN = 32  # chunks whose seams one task finds
+
 Index = tuple[int, ...]
 
 
@@ -171,16 +173,24 @@ def recorded_seam_results(
     directions: Sequence[Direction],
     *extra: Any,
 ) -> list[Any]:
-    """:func:`~._grid.seam_results` over the recorded summaries: one task per chunk
-    reads its own summary and its neighbours' from disk, so no summary travels
-    between workers and no task waits on another."""
+    """:func:`~._grid.seam_results` over the recorded summaries, in C order.
+
+    Each task takes a run of :data:`SEAM_RUN` chunks and reads their summaries
+    and their neighbours' from disk, so no summary travels between workers and
+    no task waits on another; a run rather than a chunk per task, because a
+    chunk's seams take under a millisecond and a task costs the scheduler more.
+    """
     run = dask.delayed(_seams_from_disk, pure=True)
     folder = str(recording.summaries)
-    parts = []
-    for index in np.ndindex(*grid):
-        steps = [d for d in directions if within(step(index, d), grid)]
-        parts.append(run(folder, index, steps, task, extra))
-    return compute_batched(parts)
+    places = [
+        (index, [d for d in directions if within(step(index, d), grid)])
+        for index in np.ndindex(*grid)
+    ]
+    parts = [
+        run(folder, places[start : start + SEAM_RUN], task, extra)
+        for start in range(0, len(places), SEAM_RUN)
+    ]
+    return [result for results in compute_batched(parts) for result in results]
 
 
 def recorded_labels(recording: Recording, plan: RemapPlan) -> da.Array:
@@ -199,13 +209,23 @@ def recorded_labels(recording: Recording, plan: RemapPlan) -> da.Array:
 
 def _seams_from_disk(
     folder: str,
-    index: Index,
-    steps: list[Direction],
+    places: list[tuple[Index, list[Direction]]],
     task: Callable[..., Any],
     extra: tuple[Any, ...],
-) -> Any:
-    neighbours = [_load_summary(folder, step(index, d)) for d in steps]
-    return task(_load_summary(folder, index), neighbours, steps, *extra)
+) -> list[Any]:
+    """``task`` at each chunk of ``places`` (a run in C order) with its neighbours'
+    summaries; a summary read for one chunk of the run serves the others."""
+    read: dict[Index, np.ndarray] = {}
+
+    def summary(index: Index) -> np.ndarray:
+        if index not in read:
+            read[index] = _load_summary(folder, index)
+        return read[index]
+
+    return [
+        task(summary(index), [summary(step(index, d)) for d in steps], steps, *extra)
+        for index, steps in places
+    ]
 
 
 def _load_summary(folder: str, index: Index) -> np.ndarray:
