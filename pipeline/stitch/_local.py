@@ -80,13 +80,12 @@ def summarise_chunk(
             "replace NaN first, e.g. da.nan_to_num(mask) or mask > threshold"
         )
     labels, count = label_chunk(block, nbh, by_value)
+    foreground = block if block.dtype == bool else None  # else labels != 0
     summary = ChunkSummary(
         count=count,
         labels=_faces(labels),
         values=_faces(block) if by_value else None,
-        sizes=component_sizes(labels, count, block if block.dtype == bool else None)
-        if sizes
-        else None,
+        sizes=component_sizes(labels, count, foreground) if sizes else None,
     )
     return labels, summary
 
