@@ -1,6 +1,6 @@
 """Segmentation steps: each declares its halo, its global fit and its per-chunk work."""
 
-from ._base import SEGMENTS, STEPS, Step, register, step_class
+from ._base import SEGMENTS, STEPS, Grid, Step, register, step_class
 from ._classes import MultiOtsu
 from ._classifier import PixelClassifier
 from ._components import Label
@@ -32,6 +32,7 @@ __all__ = [
     "FillHoles",
     "Gaussian",
     "Grayscale",
+    "Grid",
     "Invert",
     "KMeans",
     "KeepLargest",

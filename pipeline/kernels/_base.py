@@ -25,11 +25,17 @@ A step is a small frozen pydantic model: its fields are its parameters
   ``"instances"`` or ``"labels"``;
 - ``finish(labels, num)``: for ``"labels"`` steps after ``label``, the work on
   the whole stitched label map (lazy), so that an object cut by seams is
-  treated as the one object it is.
+  treated as the one object it is;
+- ``on_grid(grid)``: the step with every parameter given in world terms
+  (a size in millimetres, annotations in a map projection) turned into
+  pixels of the image's :class:`Grid`; called once the image is opened,
+  before halos are summed and anything is fitted. Most steps are already
+  in pixels and return themselves.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -44,6 +50,36 @@ Output = Literal["image", "mask", "classes", "instances", "labels"]
 SEGMENTS = ("mask", "classes")  # what the label step can label
 
 STEPS: dict[str, type[Step]] = {}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where an image's pixels lie: what a step needs to turn parameters given in
+    world terms into pixels.
+
+    Attributes
+    ----------
+    shape
+        Pixels per spatial axis (``(rows, cols)`` or ``(planes, rows, cols)``).
+    spacing
+        Physical size of a pixel per spatial axis, in ``units``; ``None`` when
+        the image does not say.
+    units
+        Unit of ``spacing`` (``"m"``, ``"mm"``, ``"um"``, ``"degree"``, ...).
+    crs
+        Coordinate reference system of a raster, as WKT, or ``None``.
+    transform
+        Pixel to map coordinates of a raster (an ``affine.Affine``), or ``None``.
+    source
+        Where the image was read from, for messages.
+    """
+
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...] | None = None
+    units: str | None = None
+    crs: str | None = None
+    transform: Any = None
+    source: str | None = None
 
 
 class Step(BaseModel):
@@ -86,6 +122,10 @@ class Step(BaseModel):
     def finish(self, labels: da.Array, num: int) -> tuple[da.Array, int]:
         """Post-processing of the stitched labels: new labels and object count."""
         raise NotImplementedError(f"{self.name} is not a label post-processing step")
+
+    def on_grid(self, grid: Grid) -> Step:
+        """This step with its parameters in pixels of ``grid`` (most already are)."""
+        return self
 
     def describe(self) -> str:
         """``name(param=value, ...)``, as messages and run records show the step."""

@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from ..io._image import Image
+from ..kernels import Grid
 
 _DEPENDENCIES = (
     "segpipe",
@@ -51,6 +52,21 @@ def georeference(image: Image) -> dict[str, Any]:
     if image.affine is not None:
         attrs["affine"] = image.affine.tolist()
     return attrs
+
+
+def grid_of(image: Image) -> Grid:
+    """The image's spatial grid, for steps whose parameters are in world terms."""
+    shape = tuple(
+        int(size) for size, axis in zip(image.shape, image.axes, strict=True) if axis != "c"
+    )
+    return Grid(
+        shape=shape,
+        spacing=image.spacing,
+        units=image.units,
+        crs=image.crs,
+        transform=image.transform,
+        source=image.source,
+    )
 
 
 class Timer:

@@ -28,7 +28,7 @@ from ..stitch._recorded import Recording
 from ._answers import performance_report, preview_scratch, write_answers, write_run_report
 from ._digest import LabelDigest
 from ._fuse import check_chunks, fit_steps, map_steps, total_halo
-from ._record import Timer, georeference, versions
+from ._record import Timer, georeference, grid_of, versions
 from ._schema import WorkflowSpec
 
 
@@ -114,6 +114,7 @@ def _run(
     """Open, fit, map, stitch and write: the outputs, the record, the object sizes."""
     timer = Timer()
     started = datetime.now(UTC)
+    given = spec  # as written: its sizes may be in world units
 
     with timer.stage("open"):
         image = open_image(
@@ -122,10 +123,11 @@ def _run(
             bands=spec.source.bands,
             chunks=spec.chunks,
         )
+    spec = spec.on_grid(grid_of(image))
     data = image.data if image.axes.startswith("c") else image.data[None]
     # One chunk size per axis: the chunks are the zarr chunks of every pass's records.
     data = data.rechunk(tuple(sizes[0] for sizes in data.chunks))
-    run_key = _run_key(spec, image.source)
+    run_key = _run_key(given, image.source)
     mapped, joiner, after = spec.stages()
     halo = total_halo(mapped, data.ndim - 1)
     check_chunks(data, mapped, halo, str(image.source))
@@ -190,7 +192,7 @@ def _run(
             object_classes = classes_of_objects(labels, segments, num)
 
     record: dict[str, Any] = {
-        "workflow": json.loads(spec.model_dump_json(serialize_as_any=True, by_alias=True)),
+        "workflow": json.loads(given.model_dump_json(serialize_as_any=True, by_alias=True)),
         "steps": [step.describe() for step in spec.steps],
         "fitted": {step.describe(): _jsonable(s) for step, s in zip(mapped, states, strict=True)},
         "source": {

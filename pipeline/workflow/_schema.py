@@ -17,7 +17,7 @@ from pydantic import (
 
 from .._yaml import read_yaml
 from ..errors import InputValueError
-from ..kernels import Label, Step, step_class
+from ..kernels import Grid, Label, Step, step_class
 
 
 class WorkflowError(InputValueError):
@@ -128,6 +128,14 @@ class WorkflowSpec(BaseModel):
                 "before - label: {}); these steps make no class map: remove output classes"
             )
         return self
+
+    def on_grid(self, grid: Grid) -> WorkflowSpec:
+        """This workflow with every step's parameters in pixels of ``grid`` (see
+        :meth:`~pipeline.kernels.Step.on_grid`)."""
+        steps = [step.on_grid(grid) for step in self.steps]
+        if all(new is old for new, old in zip(steps, self.steps, strict=True)):
+            return self
+        return self.model_copy(update={"steps": steps})
 
     def stages(self) -> tuple[list[Step], Label | None, list[Step]]:
         """The per-chunk steps, the label step (None when the per-chunk steps end in
