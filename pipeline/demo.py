@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from .data import sample_path
 from .errors import OutputExistsError
 from .io import open_image
+from .io._zarr import open_label_array
 from .workflow import Workflow
 
 __all__ = ["DemoResult", "check_outputs", "run_demo"]
@@ -102,7 +102,7 @@ def run_demo(output: Path, *, overwrite: bool = False) -> list[DemoResult]:
         run = flow.run(client=_current_client(), overwrite=overwrite)
         seconds = time.perf_counter() - start
         reference, count = _whole_image(source, case)
-        labels = np.asarray(zarr.open_array(str(run.outputs["labels"]), mode="r")[...])
+        labels = np.asarray(open_label_array(run.outputs["labels"])[...])
         results.append(
             DemoResult(
                 name=case.name,

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pyogrio
 import pytest
-import zarr
 from PIL import Image as PILImage
 from rasterio.crs import CRS
 from skimage.measure import regionprops_table
 
 import pipeline
 from pipeline.data import sample_path
+from pipeline.io._zarr import open_label_array
 from pipeline.workflow import Workflow, WorkflowError
 from tests.conftest import run_segpipe
 
@@ -66,7 +66,7 @@ def test_the_table_is_regionprops_of_the_whole_label_map(
     answered: tuple[Path, pipeline.RunResult],
 ) -> None:
     folder, result = answered
-    labels = zarr.open_array(str(folder / "veg.zarr"), mode="r")[...]
+    labels = open_label_array(folder / "veg.zarr")[...]
     image = pipeline.open_image(str(LANDSAT))
     bands = np.moveaxis(image.data.compute(), 0, -1)
     names = ["label", "area", "bbox", "centroid", "intensity_mean", "intensity_std"]
@@ -90,7 +90,7 @@ def test_polygons_cover_the_objects_in_the_images_crs(
     assert features.crs.to_epsg() == CRS.from_wkt(image.crs).to_epsg()
     assert features.geometry.is_valid.all()
     pixel = abs(image.transform.a * image.transform.e)
-    sizes = np.bincount(zarr.open_array(str(folder / "veg.zarr"), mode="r")[...].ravel())
+    sizes = np.bincount(open_label_array(folder / "veg.zarr")[...].ravel())
     by_label = features.set_index("label").sort_index()
     np.testing.assert_allclose(by_label.geometry.area, sizes[1:] * pixel, rtol=1e-6)
     assert "intensity_mean-0" in features.columns  # the table is joined on

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import rasterio
 import tifffile
-import zarr
 from click.testing import CliRunner
 from rio_cogeo.cogeo import cog_validate
 from scipy import ndimage
@@ -19,6 +18,7 @@ import pipeline
 from pipeline.cli import cli
 from pipeline.cluster import connect
 from pipeline.data import sample_path
+from pipeline.io._zarr import open_label_array
 from tests.conftest import assert_same_partition, run_segpipe
 
 
@@ -36,7 +36,7 @@ def test_demo_runs_on_the_embedded_cluster_and_refuses_to_overwrite(tmp_path: Pa
     nuclei = tifffile.imread(sample_path("nuclei.tif")).astype(np.float32)
     smooth = ndimage.gaussian_filter(nuclei, 1.0, mode="reflect")
     reference, _ = ndimage.label(smooth > threshold_otsu(smooth), np.ones((3, 3, 3)))
-    written = zarr.open_array(out / "nuclei_3d_labels.zarr")
+    written = open_label_array(out / "nuclei_3d_labels.zarr")
     assert_same_partition(np.asarray(written[...]), reference)
     with (
         rasterio.open(out / "landsat_water_labels.tif") as cog,

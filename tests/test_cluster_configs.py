@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
-import zarr
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
@@ -39,6 +38,7 @@ from pipeline.cluster import (
     validate_cluster_config,
 )
 from pipeline.data import sample_path
+from pipeline.io._zarr import open_label_array
 from tests.conftest import assert_same_partition, dask_processes, run_segpipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -448,7 +448,7 @@ def test_segpipe_run_with_a_cluster_file(tmp_path: Path) -> None:
     reference, count = landsat_reference()
     assert f"done: {count} objects" in done.stdout
     assert_same_partition(
-        np.asarray(zarr.open_array(tmp_path / "out" / "labels.zarr")[...]), reference
+        np.asarray(open_label_array(tmp_path / "out" / "labels.zarr")[...]), reference
     )
 
 

@@ -12,10 +12,10 @@ import dask.array as da
 import numpy as np
 import pytest
 import yaml
-import zarr
 
 from pipeline.cluster import ClusterConnectionError, connect
 from pipeline.errors import PipelineError
+from pipeline.io._zarr import open_label_array
 from tests.conftest import assert_same_partition, dask_processes
 from tests.test_cluster_configs import (
     CLUSTER,
@@ -111,4 +111,4 @@ def test_a_client_with_the_right_certificate_computes_and_runs_a_workflow(
 
     reference, count = landsat_reference()
     assert result.num == count
-    assert_same_partition(np.asarray(zarr.open_array(output)[...]), reference)
+    assert_same_partition(np.asarray(open_label_array(output)[...]), reference)

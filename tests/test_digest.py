@@ -17,6 +17,7 @@ from skimage.measure import label as sk_label
 import pipeline
 from pipeline.data import sample_path
 from pipeline.io._chunks import store_chunks
+from pipeline.io._zarr import open_label_array
 from pipeline.measure._sizes import SizeCounts, chunk_sizes, combine_sizes, component_sizes
 from pipeline.report._preview import preview_pixels
 from pipeline.workflow import Workflow
@@ -153,7 +154,7 @@ def test_a_runs_preview_and_sizes_equal_what_reading_the_labels_back_gives(
         output={"labels": str(tmp_path / "l.zarr"), "preview": str(tmp_path / "p.png")},
         chunks=400,
     ).run()
-    labels = zarr.open_array(str(tmp_path / "l.zarr"), mode="r")[...]
+    labels = open_label_array(tmp_path / "l.zarr")[...]
     reference = pipeline.write_preview(
         tmp_path / "l.zarr", tmp_path / "reread.png", image=pipeline.open_image(str(source))
     )

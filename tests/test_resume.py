@@ -67,7 +67,9 @@ def wait_for_chunks(run: subprocess.Popen, folder: Path, stage: str, count: int)
 
 
 def chunk_digests(labels: Path) -> dict[str, str]:
-    files = sorted(p for p in (labels / "c").rglob("*") if p.is_file())
+    """The digest of every chunk file of a label output's data variable."""
+    files = sorted(p for p in (labels / "labels" / "c").rglob("*") if p.is_file())
+    assert files, f"no label chunks under {labels}"
     return {str(p.relative_to(labels)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 

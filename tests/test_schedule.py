@@ -20,6 +20,7 @@ from scipy import ndimage as ndi
 import pipeline
 from pipeline.data import sample_path
 from pipeline.errors import InputValueError, ReadError
+from pipeline.io._zarr import open_label_array
 from pipeline.schedule import Ledger, ServeLock, Server, ServerRunningError, add_schedule
 from pipeline.schedule._inputs import matching
 from tests.conftest import ROOT, SEGPIPE, assert_same_partition, run_segpipe
@@ -362,7 +363,7 @@ def test_a_cron_schedule_of_one_file_runs_once_per_tick(
     expected = tmp_path / "out" / f"scene_{tick:%Y-%m-%d}_023000.zarr"
     assert done.outputs == {"labels": str(expected)}
     reference = reference_labels(scene)
-    assert_same_partition(zarr.open_array(expected)[:], reference)
+    assert_same_partition(open_label_array(expected)[:], reference)
     assert done.objects == reference.max()
     assert done.record is not None and Path(done.record).exists()
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import rasterio
 import tifffile
-import zarr
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 import pipeline
 from pipeline.data import sample_path
+from pipeline.io._zarr import open_label_array
 from pipeline.kernels import Threshold
 from pipeline.workflow import Workflow, WorkflowError
 from tests.conftest import SEGPIPE, assert_same_partition
@@ -68,7 +68,7 @@ output: out/water_labels.zarr
     assert result.num == count
     assert_same_partition(result.labels.compute(), reference)
 
-    written = zarr.open_array(tmp_path / "out" / "water_labels.zarr")
+    written = open_label_array(tmp_path / "out" / "water_labels.zarr")
     assert written.attrs["crs"] == crs.to_wkt()
     assert written.attrs["transform"] == list(transform)[:6]
     record = json.loads((tmp_path / "out" / "water_labels.run.json").read_text())
@@ -244,4 +244,4 @@ def test_segpipe_run_on_a_running_scheduler(local_cluster: object, tmp_path: Pat
     stack = tifffile.imread(NUCLEI)
     reference, count = ndimage.label(stack > threshold_otsu(stack))
     assert f"done: {count} objects" in done.stdout
-    assert_same_partition(zarr.open_array(tmp_path / "n.zarr")[...], reference)
+    assert_same_partition(open_label_array(tmp_path / "n.zarr")[...], reference)

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import zarr
 from scipy import ndimage
 from sklearn.metrics import pairwise_distances_argmin
 
 import pipeline
 from pipeline.data import sample_path
+from pipeline.io._zarr import open_label_array
 from pipeline.workflow import WorkflowError
 from tests.conftest import assert_same_partition
 
@@ -34,7 +34,7 @@ def test_kmeans_classes_and_panoptic_labels_on_a_cluster(
         pixels = src.read().reshape(6, -1).T.astype(np.float64)
     (centroids,) = [v for k, v in result.record["fitted"].items() if k.startswith("kmeans")]
     reference = pairwise_distances_argmin(pixels, np.asarray(centroids)).reshape(352, 349) + 1
-    classes = zarr.open_array(str(tmp_path / "cover.zarr"), mode="r")[:]
+    classes = open_label_array(tmp_path / "cover.zarr")[:]
     assert classes.dtype == np.uint8
     np.testing.assert_array_equal(classes, reference)
 
@@ -45,7 +45,7 @@ def test_kmeans_classes_and_panoptic_labels_on_a_cluster(
         expected[part > 0] = part[part > 0] + expected.max()
     assert_same_partition(labels, expected)
 
-    attributes = zarr.open_array(str(tmp_path / "objects.zarr"), mode="r").attrs
+    attributes = open_label_array(tmp_path / "objects.zarr").attrs
     object_classes = np.asarray(attributes["object_classes"])
     assert object_classes.size == result.num
     np.testing.assert_array_equal(object_classes[labels[labels > 0] - 1], classes[labels > 0])

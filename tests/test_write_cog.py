@@ -190,7 +190,7 @@ def test_a_failure_midway_leaves_nothing_and_keeps_the_old_output(
     source = labels_zarr(labels, tmp_path / "labels.zarr")
     # A damaged chunk in the middle of the array: reading fails after the
     # scratch GeoTIFF has been created and partly written.
-    damaged = sorted((tmp_path / "labels.zarr" / "c").glob("*/*"))[5]
+    damaged = sorted((tmp_path / "labels.zarr" / "labels" / "c").glob("*/*"))[5]
     damaged.write_bytes(b"not a zstd frame")
 
     with pytest.raises(RuntimeError, match="decompression"):

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.shutil
-import zarr
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.env import GDALVersion
@@ -31,6 +30,7 @@ from rasterio.windows import Window
 from ..errors import InputValueError, ReadError, UnsupportedInputError
 from ._common import halvings
 from ._staging import check_output, staged
+from ._zarr import open_label_array
 
 __all__ = ["write_cog"]
 
@@ -72,7 +72,7 @@ def write_cog(
     transform: Affine | None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a finished 2D label zarr array as a Cloud-Optimised GeoTIFF.
+    """Write a finished 2D label zarr as a Cloud-Optimised GeoTIFF.
 
     Runs in this process only (GDAL writers are not safe across processes),
     reading the zarr array a window of whole 512 x 512 tiles at a time, never
@@ -85,8 +85,9 @@ def write_cog(
     Parameters
     ----------
     labels_zarr
-        Path or URL of a zarr v2 or v3 array: 2D, of unsigned integers
-        (``uint8`` to ``uint64``), 0 for background.
+        Path or URL of a label output (:func:`~pipeline.io.write_labels_zarr`:
+        its data variable is read) or of a zarr v2 or v3 array: 2D, of unsigned
+        integers (``uint8`` to ``uint64``), 0 for background.
     out
         Path of the GeoTIFF to write.
     crs
@@ -107,7 +108,7 @@ def write_cog(
     Raises
     ------
     ReadError
-        ``labels_zarr`` does not exist or is not a zarr array.
+        ``labels_zarr`` does not exist or is neither a label output nor a zarr array.
     UnsupportedInputError
         The array is not of unsigned integers, or holds ``uint64`` and
         rasterio's GDAL is older than 3.5; or ``transform`` is not an ``Affine``.
@@ -174,14 +175,14 @@ def overview_count(height: int, width: int) -> int:
 
 
 def _open_labels(labels_zarr: str | Path) -> Any:
-    """The zarr array at ``labels_zarr``, checked to be a 2D unsigned label array."""
+    """The labels at ``labels_zarr``, checked to be a 2D unsigned label array."""
     source = str(labels_zarr)
     try:
-        array = zarr.open_array(source, mode="r")
-    except (FileNotFoundError, zarr.errors.BaseZarrError) as error:
+        array = open_label_array(source)
+    except (ReadError, UnsupportedInputError) as error:
         raise ReadError(
-            f"{source}: not a zarr array ({error}); give the path of the label array "
-            "written by write_labels_zarr"
+            f"{source}: not a zarr array nor a label output ({error}); give the path of "
+            "the labels written by write_labels_zarr"
         ) from error
     dtype = np.dtype(array.dtype)
     if array.ndim != 2:

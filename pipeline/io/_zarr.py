@@ -1,11 +1,15 @@
-"""zarr: label maps written to zarr v3 (complete or not at all), and zarr / OME-Zarr read."""
+"""zarr: label maps written to zarr v3 (complete or not at all), and zarr / OME-Zarr read.
+
+A label output is a zarr group xarray opens (see :mod:`pipeline.io._label_zarr`);
+scratch arrays (:func:`record_chunks` without ``name``) are plain arrays.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +19,11 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from ..errors import InputValueError, ReadError, UnsupportedInputError
+from ._cf import from_grid_mapping
 from ._chunks import Digest, Written, store_chunks
 from ._common import DEFAULT_AXES, Chunks, band_indices, check_level, spatial_chunks
 from ._image import AXES, Image
+from ._label_zarr import create_output, data_variable, finish_output
 from ._staging import check_output, move_into_place, staged
 
 
@@ -28,10 +34,20 @@ def write_labels_zarr(
     attributes: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    name: str = "labels",
 ) -> Path:
-    """Compute ``labels`` into a zarr v3 array at ``path``, one zarr chunk per dask chunk.
+    """Compute ``labels`` into a zarr v3 group at ``path`` that xarray opens as a Dataset.
 
-    The array is written under a staging name next to ``path`` and moved into
+    The labels are the group's data variable ``name`` (``path/name``), with
+    dimension names ``(y, x)`` or ``(z, y, x)`` and one zarr chunk per dask
+    chunk. ``attributes`` (as :func:`~pipeline.workflow._record.georeference`
+    makes them: ``axes``, ``crs``, ``transform``, ``spacing``, ``units``)
+    are kept on the data variable and give it coordinates: pixel centres and
+    a CF grid mapping that rioxarray reads when there are a CRS and a
+    transform, index x spacing when there is only voxel spacing. The layout
+    is drawn in :mod:`pipeline.io._label_zarr`.
+
+    The group is written under a staging name next to ``path`` and moved into
     place only when every chunk is written, so a failed run leaves no partial
     output; an existing ``path`` is replaced only with ``overwrite=True``.
     ``progress`` shows a progress bar on the terminal while a distributed
@@ -42,11 +58,26 @@ def write_labels_zarr(
     ------
     OutputExistsError
         ``path`` exists and ``overwrite`` is False.
+    InputValueError
+        ``labels`` are not 2D or 3D, or ``name`` is not an identifier or is
+        the name of a coordinate.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> import xarray as xr
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> labels = da.from_array(np.arange(12, dtype=np.uint32).reshape(3, 4), chunks=2)
+    >>> path = write_labels_zarr(labels, folder / "labels.zarr")
+    >>> xr.open_zarr(path)["labels"].dims, open_label_array(path).chunks
+    (('y', 'x'), (2, 2))
+    >>> shutil.rmtree(folder)
     """
     labels = _regular(labels)
     with staged(path, overwrite=overwrite) as staging:
-        _create(labels, staging, attributes)
-        store_chunks(labels, staging, _done(staging), progress=progress)
+        create_output(labels, staging, attributes, name)
+        store_chunks(labels, staging / name, _done(staging), progress=progress)
+        finish_output(staging, name, attributes)
     return Path(path)
 
 
@@ -61,10 +92,11 @@ def write_labels_zarr_resumable(
     progress: bool = False,
     retries: int = 0,
     digest: Digest | None = None,
+    name: str = "labels",
 ) -> Written:
     """Write ``labels`` to ``path`` like :func:`write_labels_zarr`, resumably.
 
-    The array is built in ``.<name>.run-<run_key>`` next to ``path``, and each
+    The group is built in ``.<path's name>.run-<run_key>`` next to ``path``, and each
     chunk is recorded once it is on disk (see :mod:`pipeline.io._chunks`). If
     the run dies, that folder stays; the same run started again with
     ``resume=True`` writes only the chunks not recorded. Without ``resume``
@@ -95,8 +127,9 @@ def write_labels_zarr_resumable(
         progress=progress,
         retries=retries,
         digest=digest,
+        name=name,
     )
-    zarr.open_array(str(staging), mode="r+").attrs.put(dict(attributes or {}))
+    finish_output(staging, name, attributes)
     move_into_place(staging, target, overwrite=overwrite)
     shutil.rmtree(_done(staging))
     return written
@@ -112,6 +145,7 @@ def record_chunks(
     retries: int = 0,
     digest: Digest | None = None,
     scratch: bool = False,
+    name: str | None = None,
 ) -> Written:
     """Write ``data`` into a new zarr array at ``path``, each chunk recorded once on disk.
 
@@ -121,7 +155,8 @@ def record_chunks(
     ``data``'s chunks must be regular (all but the last per axis equal).
     ``scratch``: the array is read once more and deleted, so it is compressed
     for speed (LZ4, about half the CPU time of the default zstd, for twice
-    the bytes).
+    the bytes). ``name``: ``path`` is a label output group (see
+    :func:`write_labels_zarr`) whose data variable ``name`` gets the chunks.
 
     Raises
     ------
@@ -131,14 +166,18 @@ def record_chunks(
         Chunks failed; every other chunk is written and recorded.
     """
     done = _done(path)
+    array_path = path if name is None else path / name
     if resume and path.exists():
-        _check_staged(path, data)
+        _check_staged(array_path, data)
     else:
         for leftover in (path, done):
             if leftover.exists():
                 shutil.rmtree(leftover)
-        _create(data, path, attributes, _FAST if scratch else "auto")
-    return store_chunks(data, path, done, progress=progress, retries=retries, digest=digest)
+        if name is None:
+            _create(data, path, attributes, _FAST if scratch else "auto")
+        else:
+            create_output(data, path, attributes, name)
+    return store_chunks(data, array_path, done, progress=progress, retries=retries, digest=digest)
 
 
 def _done(path: Path) -> Path:
@@ -174,7 +213,13 @@ def _create(
 
 
 def _check_staged(staging: Path, labels: da.Array) -> None:
-    array = zarr.open_array(str(staging), mode="r")
+    try:
+        array = zarr.open_array(str(staging), mode="r")
+    except FileNotFoundError as err:  # zarr's NodeNotFoundError derives from it too
+        raise InputValueError(
+            f"{staging}: the run to resume left no labels array there (an output of "
+            "another layout, or a damaged one); run without --resume"
+        ) from err
     found = (array.shape, array.chunks, array.dtype)
     wanted = (labels.shape, tuple(sizes[0] for sizes in labels.chunks), labels.dtype)
     if found != wanted:
@@ -196,8 +241,13 @@ _UNITS = {
     "nanometer": "nm",
 }
 # Dimension names of plain arrays (segpipe's "axes", xarray's _ARRAY_DIMENSIONS, zarr v3
-# dimension_names) to segpipe axes.
-_DIMENSIONS = {"c": "c", "band": "c", "bands": "c", "channel": "c", "z": "z", "y": "y", "x": "x"}
+# dimension_names, xarray's dims) to segpipe axes.
+_DIMENSIONS = {
+    **dict.fromkeys(("c", "band", "bands", "channel", "channels"), "c"),
+    **{"z": "z", "y": "y", "x": "x"},
+    **dict.fromkeys(("lat", "latitude"), "y"),
+    **dict.fromkeys(("lon", "longitude"), "x"),
+}
 _DTYPE_KINDS = "biuf"
 
 
@@ -229,8 +279,9 @@ def read_zarr(
     ----------
     path
         A local path or an fsspec URL (``file://``, ``memory://``, ``s3://``, ...) of a
-        zarr array, or of an OME-Zarr multiscale image group (NGFF 0.4 on zarr v2,
-        NGFF 0.5 on zarr v3).
+        zarr array, of an OME-Zarr multiscale image group (NGFF 0.4 on zarr v2,
+        NGFF 0.5 on zarr v3), or of a group holding one data variable of 2 or more
+        dimensions beside its coordinates (a segpipe label output, an xarray Dataset).
     level
         Pyramid level: an index into the OME-Zarr ``datasets``; ``None`` reads level 0.
         A plain array has level 0 only.
@@ -238,8 +289,8 @@ def read_zarr(
         Channels to keep, counted from 1; ``None`` keeps all. Needs a ``c`` axis.
     chunks
         Dask chunk size on the spatial axes: one int, one per spatial axis, or ``None``
-        for the stored chunks. Sizes are rounded up to multiples of the stored chunks
-        so that no stored chunk is read by two tasks. Channels are one chunk.
+        for the stored chunks; as given (sizes that are not multiples of the stored
+        chunks read the stored chunks on their edges twice). Channels are one chunk.
 
     Returns
     -------
@@ -248,7 +299,8 @@ def read_zarr(
         holds the shape of every level in ``axes`` order. A plain array's attributes
         ``axes`` (or ``_ARRAY_DIMENSIONS`` / zarr v3 ``dimension_names``), ``crs``,
         ``transform``, ``nodata``, ``spacing``, ``units`` and ``affine`` (as segpipe
-        writes them on label outputs) are used when present; an
+        writes them on label outputs) are used when present, else a group's CF grid
+        mapping (``crs_wkt`` / ``spatial_ref`` and ``GeoTransform``); an
         OME-Zarr image gives ``spacing`` from the level's ``scale`` and ``units`` from
         its axes.
 
@@ -257,7 +309,8 @@ def read_zarr(
     ReadError
         Nothing zarr is at ``path``, or its metadata cannot be read.
     UnsupportedInputError
-        A group that is not an OME-Zarr image, axes other than ``yx``, ``cyx``,
+        A group that is not an OME-Zarr image and holds no data variable of 2 or
+        more dimensions, or several; axes other than ``yx``, ``cyx``,
         ``zyx``, ``czyx`` (after a time axis of size 1), or a non-numeric dtype.
     InputValueError
         ``level``, ``bands`` or ``chunks`` do not fit the image.
@@ -269,7 +322,7 @@ def read_zarr(
     >>> array = zarr.create_array(url, shape=(6, 8), chunks=(4, 4), dtype="u1")
     >>> image = read_zarr(url, level=None, bands=None, chunks=6)
     >>> image.axes, image.data.chunksize
-    ('yx', (6, 8))
+    ('yx', (6, 6))
     """
     layout = _layout(_open_node(path), path)
     level = check_level(level, len(layout.arrays), path)
@@ -289,7 +342,7 @@ def read_zarr(
     indices = band_indices(bands, shape[0], path) if layout.axes.startswith("c") else None
     stored = tuple(array.chunks[1:] if layout.drop_t else array.chunks)
     try:
-        target = _aligned_chunks(chunks, layout.axes, shape, stored)
+        target = _read_chunks(chunks, layout.axes, shape, stored)
     except InputValueError as err:
         raise InputValueError(f"{path}: {err}") from None
 
@@ -318,6 +371,22 @@ def read_zarr(
     )
 
 
+def open_label_array(path: str | Path) -> zarr.Array:
+    """The labels of a label output, opened read-only: the data variable of a label
+    zarr group (``labels.zarr``), or the array at ``path`` itself (``labels.zarr/labels``,
+    or a plain array such as earlier versions wrote).
+
+    Raises
+    ------
+    ReadError
+        Nothing zarr is at ``path``, or its metadata cannot be read.
+    UnsupportedInputError
+        A group without exactly one array of 2 or more dimensions.
+    """
+    node = _open_node(str(path))
+    return node if isinstance(node, zarr.Array) else data_variable(node, str(path))
+
+
 def _open_node(path: str) -> zarr.Array | zarr.Group:
     # Workers may run elsewhere than here: the graph must hold an absolute path.
     store = path if "://" in path or "::" in path else os.path.abspath(path)
@@ -336,19 +405,18 @@ def _shape(array: zarr.Array, layout: _Layout) -> tuple[int, ...]:
     return tuple(array.shape[1:] if layout.drop_t else array.shape)
 
 
-def _aligned_chunks(
+def _read_chunks(
     chunks: Chunks, axes: str, shape: Sequence[int], stored: Sequence[int]
 ) -> tuple[int, ...]:
-    """Chunks for ``from_zarr``: spatial sizes rounded up to multiples of the stored chunks
-    and cut at the image's size; the band axis in its stored chunks (merged later)."""
+    """Chunks for ``from_zarr``: the spatial sizes asked for (default the stored chunks),
+    cut at the image's size; the band axis in its stored chunks (merged later). A size
+    that cuts stored chunks reads the stored chunks on its edges, which its neighbour
+    reads too."""
     requested = spatial_chunks(chunks, axes, stored)
-    out = []
-    for axis, size, store_size, want in zip(axes, shape, stored, requested, strict=True):
-        if axis == "c":
-            out.append(store_size)
-        else:
-            out.append(max(1, min(-(-want // store_size) * store_size, size)))
-    return tuple(out)
+    return tuple(
+        store_size if axis == "c" else max(1, min(want, size))
+        for axis, size, store_size, want in zip(axes, shape, stored, requested, strict=True)
+    )
 
 
 def _layout(node: zarr.Array | zarr.Group, path: str) -> _Layout:
@@ -360,12 +428,20 @@ def _layout(node: zarr.Array | zarr.Group, path: str) -> _Layout:
         return _ome_layout(node, ome["multiscales"], path)
     if "multiscales" in attributes:  # NGFF 0.4 and earlier
         return _ome_layout(node, attributes["multiscales"], path)
-    members = sorted(node.keys())
-    raise UnsupportedInputError(
-        f"{path}: a zarr group without OME-Zarr 'multiscales' metadata is not an image "
-        f"(members: {', '.join(members[:10]) or 'none'}); give the path of an array in it, "
-        "or of an OME-Zarr image"
-    )
+    return _group_layout(node, path)
+
+
+def _group_layout(group: zarr.Group, path: str) -> _Layout:
+    """A group of one data variable and its coordinates (a label output, or any
+    xarray-style group): the variable's layout, georeferenced by its CF grid mapping
+    when its own attributes do not say where it is."""
+    array = data_variable(group, path)
+    layout = _array_layout(array, path)
+    name = array.attrs.get("grid_mapping")
+    if layout.crs is not None or not isinstance(name, str) or name not in group:
+        return layout
+    crs, transform = from_grid_mapping(group[name].attrs.asdict(), f"{path}/{name}")
+    return replace(layout, crs=crs, transform=layout.transform or transform)
 
 
 def _array_layout(array: zarr.Array, path: str) -> _Layout:

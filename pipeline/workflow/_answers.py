@@ -15,6 +15,7 @@ from ..io._chunks import client_or_none
 from ..io._polygons import write_polygons
 from ..io._staging import move_into_place
 from ..io._tables import write_table
+from ..io._zarr import open_label_array
 from ..measure import regionprops
 from ..measure._sizes import SizeCounts
 from ..report import write_report
@@ -36,7 +37,7 @@ def write_answers(
     drawn from the label pixels the write pass ``sampled`` (see
     :mod:`pipeline.workflow._digest`), so no label chunk is read for it.
     """
-    labels = da.from_zarr(str(labels_path))
+    labels = da.from_zarr(open_label_array(labels_path))
     written: dict[str, Path] = {}
     table = None
     if "table" in outputs or "polygons" in outputs:
