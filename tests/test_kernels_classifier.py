@@ -67,7 +67,7 @@ def run_chunked(
     halo = total_halo([step], data.ndim - 1)
     check_chunks(data, [step], halo)
     (forest,) = fit_steps(data, [step], mask)
-    return map_steps(data, [step], [forest], halo).compute(), forest
+    return map_steps(data, [step], [forest], halo, mask).compute(), forest
 
 
 def whole_image_features(values: np.ndarray, step: PixelClassifier) -> np.ndarray:
@@ -231,6 +231,8 @@ def test_polygons_train_the_same_forest_as_their_rasterised_pixels(tmp_path: Pat
 
 
 def test_annotations_without_data_are_left_out_and_nan_pixels_get_no_class() -> None:
+    """Pixels outside ``valid`` and NaN pixels are the same thing: left out of the
+    training set and of the features of the others, given class 0."""
     values = _landsat()[:3].astype(np.float32)
     points = _points(values, 90, seed=7)
     valid = np.ones(values.shape[1:], dtype=bool)
@@ -243,10 +245,12 @@ def test_annotations_without_data_are_left_out_and_nan_pixels_get_no_class() -> 
     features = np.nan_to_num(whole_image_features(values, PixelClassifier(points=points, **SMALL)))
     features = features.reshape(-1, features.shape[-1])
     classes, forest = run_chunked(values, (41, 33), PixelClassifier(points=points, **SMALL), valid)
-    _, expected = run_chunked(values, (64, 50), PixelClassifier(points=kept, **SMALL))
+    hidden = values.copy()
+    hidden[:, :30] = np.nan  # no valid mask: the same pixels without data, as NaN
+    _, expected = run_chunked(hidden, (64, 50), PixelClassifier(points=kept, **SMALL))
     np.testing.assert_array_equal(forest.predict(features), expected.predict(features))
-    assert np.all(classes[100:105, 40:45] == 0)
-    assert np.all(classes[:100] > 0)
+    assert np.all(classes[100:105, 40:45] == 0) and np.all(classes[:30] == 0)
+    assert np.all(classes[30:100] > 0)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask
 import dask.array as da
@@ -12,13 +12,14 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .._batches import compute_batched, reduce_blocks
 from ..errors import InputValueError
-from ._base import Step, register, resolve_path
+from ._annotations import VectorAnnotated
+from ._base import Grid, Step, register, resolve_path
 from ._postprocess import keep_only
 from ._reductions import value_range, widest
 
 
 @register
-class RegionGrow(Step):
+class RegionGrow(VectorAnnotated):
     """Grow regions from seeds through pixels whose value is close to the seeds'.
 
     The region of a seed is every pixel joined to it (through the ``label``
@@ -35,7 +36,12 @@ class RegionGrow(Step):
     ----------
     seeds
         Seed points in pixel coordinates, ``[[row, col], ...]`` (or
-        ``[[plane, row, col], ...]`` in 3D).
+        ``[[plane, row, col], ...]`` in 3D); or the path of a vector file
+        (GeoPackage, GeoJSON, Shapefile, GeoParquet) of 2D point or polygon
+        features, read once the image is opened (:meth:`on_grid`) and
+        reprojected to its CRS: a point seeds the pixel that holds it, a
+        polygon every pixel whose centre is inside it (see
+        :func:`pipeline.io._vectors.read_annotations`).
     seed_mask
         Or a raster on the image's grid whose non-zero pixels are seeds (a
         relative path is taken from the workflow file's folder).
@@ -53,29 +59,39 @@ class RegionGrow(Step):
     name = "region_grow"
     output = "mask"
 
-    seeds: list[list[int]] | None = Field(default=None, min_length=1)
+    seeds: list[list[int]] | str | None = Field(default=None, min_length=1)
     seed_mask: str | None = None
     tolerance: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     low: float | None = Field(default=None, allow_inf_nan=False)
     high: float | None = Field(default=None, allow_inf_nan=False)
 
-    @field_validator("seed_mask")
+    @field_validator("seeds", "seed_mask")
     @classmethod
-    def _from_the_workflow_folder(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else str(resolve_path(value, info))
+    def _from_the_workflow_folder(cls, value: Any, info: ValidationInfo) -> Any:
+        return str(resolve_path(value, info)) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_of_each(self) -> RegionGrow:
         if (self.seeds is None) == (self.seed_mask is None):
-            raise ValueError("give seeds (points) or seed_mask (a raster), one of them")
+            raise ValueError(
+                "give seeds (points, or a vector file) or seed_mask (a raster), one of them"
+            )
         banded = self.low is not None or self.high is not None
         if banded == (self.tolerance is not None) or (banded and None in (self.low, self.high)):
             raise ValueError("give tolerance, or both low and high")
         if banded and self.low > self.high:  # type: ignore[operator]
             raise ValueError(f"low ({self.low}) is above high ({self.high})")
-        if self.seeds is not None and len({len(point) for point in self.seeds}) != 1:
+        if isinstance(self.seeds, list) and len({len(point) for point in self.seeds}) != 1:
             raise ValueError("seeds must all have the same number of coordinates")
         return self
+
+    def on_grid(self, grid: Grid) -> Step:
+        """The step in pixels of ``grid``; a vector file of seeds is read there (its
+        errors are raised now, before any work on the image)."""
+        step = super().on_grid(grid)
+        if not isinstance(self.seeds, str):
+            return step
+        return cast(RegionGrow, step)._read_vectors(grid, self.seeds, "any", None)
 
     def fit(self, data: da.Array, valid: da.Array | None) -> tuple[float, float]:
         """The band ``(low, high)``: from the seeds' values, or as given."""
@@ -120,6 +136,8 @@ class RegionGrow(Step):
     def _seed_points(self, shape: tuple[int, ...]) -> np.ndarray:
         if self.seeds is None:
             return np.empty((0, len(shape)), dtype=np.int64)
+        if isinstance(self.seeds, str):  # checked on the grid when read
+            return self._vector_pixels(self.seeds)[0]
         points = np.asarray(self.seeds, dtype=np.int64)
         if points.shape[1] != len(shape):
             raise InputValueError(
