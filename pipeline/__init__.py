@@ -15,7 +15,7 @@ from .errors import (
     UnsupportedInputError,
 )
 from .io import Image, open_image, write_polygons
-from .kernels import step
+from .kernels import Length, Size, step
 from .measure import ObjectScores, dice, object_f1, regionprops
 from .report import write_preview, write_report
 from .stitch import SeamReport, label, stitch_instances
@@ -29,6 +29,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = [
     "Image",
     "InputValueError",
+    "Length",
     "NondeterministicInputError",
     "ObjectScores",
     "OutputExistsError",
@@ -36,6 +37,7 @@ __all__ = [
     "ReadError",
     "RunResult",
     "SeamReport",
+    "Size",
     "UnsupportedInputError",
     "Workflow",
     "WorkflowError",

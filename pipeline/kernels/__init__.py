@@ -18,6 +18,7 @@ from ._preprocess import Expression, Median, Normalize, Window
 from ._smooth import Gaussian
 from ._superpixels import Felzenszwalb, Slic
 from ._threshold import Threshold
+from ._units import Length, Size
 from ._watershed import Watershed
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "KMeans",
     "KeepLargest",
     "Label",
+    "Length",
     "MaskNodata",
     "Median",
     "Model",
@@ -46,6 +48,7 @@ __all__ = [
     "PixelClassifier",
     "RegionGrow",
     "RemoveSmall",
+    "Size",
     "Slic",
     "Step",
     "Threshold",

@@ -40,6 +40,7 @@ class MultiOtsu(Step):
 
     name = "multi_otsu"
     pointwise = True
+    fits_values = True
     output = "classes"
 
     classes: int = Field(default=3, ge=2, le=255, description="number of classes k")

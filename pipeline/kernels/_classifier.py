@@ -24,30 +24,42 @@ the image padded by ``h`` pixels by reflection (``np.pad(mode="symmetric")``,
 what the fused map does at the image border). That padded-image result is
 this step's whole-image definition (:func:`pixel_features`): it equals
 scikit-image on the unpadded image except within ``h`` pixels of the image
-border, where scikit-image's own border handling differs.
+border, where scikit-image's own border handling differs, and within ``h``
+pixels of a pixel without data (outside the image's ``valid``, or with a NaN
+band): there each Gaussian leaves those pixels out (a normalised convolution,
+:mod:`pipeline.kernels._features`), so a scene's fill does not spread into
+the features, and the classes, of the pixels next to it. The step gets the
+block's ``valid`` with the same halo (``uses_valid``), so this too is exact
+for any chunking.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, cast
 
 import dask
 import dask.array as da
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
-from skimage.draw import polygon as polygon_pixels
 from skimage.feature import multiscale_basic_features
 
 from .._batches import compute_batched
 from ..errors import InputValueError
-from ._base import Step, register, resolve_path
-
-TRUNCATE = 4.0  # scipy's gaussian_filter default, which scikit-image keeps
-AXES = {2: "yx", 3: "zyx"}
+from ._annotations import (
+    AXES,
+    VectorAnnotated,
+    inline_points,
+    inline_polygons,
+    merge_pixels,
+    raster_pixels,
+)
+from ._base import Grid, Step, register, resolve_path
+from ._features import TRUNCATE, masked_features, with_data
+from ._units import Physical, one
 
 
 @register
-class PixelClassifier(Step):
+class PixelClassifier(VectorAnnotated):
     """Classes from a random forest trained on sparse annotations (ilastik-like).
 
     Annotations, exactly one of:
@@ -58,7 +70,13 @@ class PixelClassifier(Step):
       coordinates (row, column from 0);
     - ``polygons``: ``{class_id: [[[y, x], ...], ...]}`` in 2D pixel
       coordinates, each filled with ``skimage.draw.polygon`` (pixels whose
-      centre is inside).
+      centre is inside);
+    - ``points`` or ``polygons`` as the path of a vector file (GeoPackage,
+      GeoJSON, Shapefile, GeoParquet) of point or polygon features, with
+      ``class_field`` naming their integer class attribute: read once the
+      image is opened (:meth:`on_grid`), reprojected to its CRS, a polygon
+      annotating the pixels whose centre is inside it, a point the pixel that
+      holds it (see :func:`pipeline.io._vectors.read_annotations`).
 
     ``fit`` computes the features only where there are annotations: per chunk
     holding annotated pixels, on the box around them plus the halo; the
@@ -71,7 +89,8 @@ class PixelClassifier(Step):
 
     ``apply`` computes the features of the padded block and predicts the
     pixels at least the halo away from the block's edge (the others, which
-    the map trims, get 0); a pixel with a NaN band gets 0.
+    the map trims, get 0); a pixel without data (outside ``valid``, or with a
+    NaN band) gets 0, and is left out of the features of the others.
 
     Examples
     --------
@@ -90,32 +109,42 @@ class PixelClassifier(Step):
 
     name = "pixel_classifier"
     output = "classes"
+    uses_valid = True
 
     labels: str | None = Field(default=None, description="annotation raster on the image grid")
-    points: dict[int, list[list[int]]] | None = Field(
-        default=None, description="{class_id: [[y, x], ...]} pixel coordinates"
+    points: dict[int, list[list[int]]] | str | None = Field(
+        default=None,
+        description="{class_id: [[y, x], ...]} pixel coordinates, or a vector file of points",
     )
-    polygons: dict[int, list[list[list[float]]]] | None = Field(
-        default=None, description="{class_id: [[[y, x], ...], ...]} 2D pixel coordinates"
+    polygons: dict[int, list[list[list[float]]]] | str | None = Field(
+        default=None,
+        description="{class_id: [[[y, x], ...], ...]} 2D pixel coordinates, or a vector file",
+    )
+    class_field: str | None = Field(
+        default=None, description="integer class attribute of a vector file's features"
     )
     trees: int = Field(default=50, ge=1, description="trees in the forest")
     max_depth: int | None = Field(default=None, ge=1, description="depth limit of the trees")
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="seed of the forest")
-    sigma_min: float = Field(default=1.0, gt=0, description="smallest feature scale, pixels")
-    sigma_max: float = Field(default=16.0, gt=0, description="largest feature scale, pixels")
+    sigma_min: Annotated[float | str, Physical("length", gt=0, per_axis=False)] = Field(
+        default=1.0, description="smallest feature scale: pixels or a length"
+    )
+    sigma_max: Annotated[float | str, Physical("length", gt=0, per_axis=False)] = Field(
+        default=16.0, description="largest feature scale: pixels or a length"
+    )
     intensity: bool = True
     edges: bool = True
     texture: bool = True
 
-    @field_validator("labels")
+    @field_validator("labels", "points", "polygons")
     @classmethod
-    def _from_the_workflow_folder(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else str(resolve_path(value, info))
+    def _from_the_workflow_folder(cls, value: Any, info: ValidationInfo) -> Any:
+        return str(resolve_path(value, info)) if isinstance(value, str) else value
 
     @field_validator("points", "polygons")
     @classmethod
-    def _class_ids_fit_in_uint8(cls, value: dict[int, Any] | None) -> dict[int, Any] | None:
-        for class_id in value or {}:
+    def _class_ids_fit_in_uint8(cls, value: Any) -> Any:
+        for class_id in value if isinstance(value, dict) else {}:
             if not 1 <= class_id <= 255:
                 raise ValueError(
                     f"class id {class_id} is out of range; class ids are 1 to 255 (0 is no class)"
@@ -124,10 +153,10 @@ class PixelClassifier(Step):
 
     @field_validator("points")
     @classmethod
-    def _points_have_one_dimension(
-        cls, value: dict[int, list[list[int]]] | None
-    ) -> dict[int, list[list[int]]] | None:
-        lengths = {len(point) for points in (value or {}).values() for point in points}
+    def _points_have_one_dimension(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        lengths = {len(point) for points in value.values() for point in points}
         if not lengths <= {2, 3} or len(lengths) > 1:
             raise ValueError(
                 "points are [y, x] in 2D or [z, y, x] in 3D, all of one kind; "
@@ -137,10 +166,8 @@ class PixelClassifier(Step):
 
     @field_validator("polygons")
     @classmethod
-    def _polygons_are_2d_rings(
-        cls, value: dict[int, list[list[list[float]]]] | None
-    ) -> dict[int, list[list[list[float]]]] | None:
-        for class_id, rings in (value or {}).items():
+    def _polygons_are_2d_rings(cls, value: Any) -> Any:
+        for class_id, rings in (value if isinstance(value, dict) else {}).items():
             for ring in rings:
                 if len(ring) < 3 or any(len(vertex) != 2 for vertex in ring):
                     raise ValueError(
@@ -158,13 +185,22 @@ class PixelClassifier(Step):
                 f"got {', '.join(given) or 'none'}"
             )
         sparse = self.points if self.points is not None else self.polygons
-        if sparse is not None:
+        if (self.vector_file() is None) != (self.class_field is None):
+            raise ValueError(
+                "class_field names the class attribute of a vector file of points or "
+                "polygons: give both (e.g. polygons: training.gpkg, class_field: class)"
+                if self.class_field is None
+                else f"class_field {self.class_field!r} is for points or polygons given as a "
+                "vector file; remove it"
+            )
+        if isinstance(sparse, dict):
             annotated = sorted(c for c, items in sparse.items() if items)
             if len(annotated) < 2:
                 raise ValueError(
                     f"a classifier needs annotations of at least 2 classes; got {annotated}"
                 )
-        if self.sigma_max < self.sigma_min:
+        low, high = self.sigma_min, self.sigma_max
+        if not isinstance(low, str) and not isinstance(high, str) and high < low:
             raise ValueError(
                 f"sigma_max {self.sigma_max} is smaller than sigma_min {self.sigma_min}"
             )
@@ -174,14 +210,15 @@ class PixelClassifier(Step):
 
     def describe(self) -> str:
         """The parameters, with the annotations summed up rather than listed."""
-        params = self.model_dump(exclude={"labels", "points", "polygons"})
-        if self.labels is not None:
-            note = f"labels={self.labels!r}"
-        elif self.points is not None:
-            note = "points={" + ", ".join(f"{c}: {len(p)}" for c, p in self.points.items()) + "}"
+        params = self.model_dump(exclude={"labels", "points", "polygons", "class_field"})
+        kind, given = next(
+            (k, v) for k in ("labels", "points", "polygons") if (v := getattr(self, k)) is not None
+        )
+        if isinstance(given, dict):
+            note = f"{kind}={{" + ", ".join(f"{c}: {len(p)}" for c, p in given.items()) + "}"
         else:
-            shapes = self.polygons or {}
-            note = "polygons={" + ", ".join(f"{c}: {len(p)}" for c, p in shapes.items()) + "}"
+            note = f"{kind}={given!r}"
+            note += f", class_field={self.class_field!r}" if self.class_field else ""
         return f"{self.name}({note}, " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ")"
 
     def halo(self, ndim: int) -> tuple[int, ...]:
@@ -189,23 +226,61 @@ class PixelClassifier(Step):
         derivative = 2 if self.texture else 1 if self.edges else 0
         return (reach + derivative,) * ndim
 
+    def vector_file(self) -> tuple[str, str] | None:
+        """``("points" or "polygons", path)`` when the annotations are a vector file."""
+        for kind in ("points", "polygons"):
+            if isinstance(given := getattr(self, kind), str):
+                return kind, given
+        return None
+
+    def on_grid(self, grid: Grid) -> Step:
+        """The step in pixels of ``grid``; a vector file of annotations is read there
+        (its errors are raised now, before any work on the image)."""
+        step = super().on_grid(grid)
+        found = self.vector_file()
+        if found is None:
+            return step
+        kind, path = found
+        read = cast(PixelClassifier, step)._read_vectors(grid, path, kind, self.class_field)
+        present = np.unique(read._vector_pixels(path)[1]).tolist()
+        if len(present) < 2:
+            raise InputValueError(
+                f"{path}: a classifier needs annotations of at least 2 classes; field "
+                f"{self.class_field!r} holds {present}"
+            )
+        return read
+
     def sigmas(self) -> np.ndarray:
         """The feature scales, as ``multiscale_basic_features`` picks them."""
-        count = int(np.log2(self.sigma_max) - np.log2(self.sigma_min) + 1)
-        return np.logspace(
-            np.log2(self.sigma_min), np.log2(self.sigma_max), num=count, base=2, endpoint=True
-        )
+        low, high = one(self, "sigma_min"), one(self, "sigma_max")
+        count = int(np.log2(high) - np.log2(low) + 1)
+        return np.logspace(np.log2(low), np.log2(high), num=count, base=2, endpoint=True)
 
-    def features(self, block: np.ndarray) -> np.ndarray:
-        """Features of ``block`` (band axis first): float32, spatial shape x features."""
+    def features(self, block: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Features of ``block`` (band axis first): float32, spatial shape x features.
+
+        Pixels outside ``valid`` (spatial axes) or with a NaN band are left out of
+        the Gaussians of the others (:func:`~pipeline.kernels._features.masked_features`);
+        with none, these are ``multiscale_basic_features``.
+        """
+        usable = with_data(block, valid)
+        if not usable.all():
+            return masked_features(
+                block,
+                usable,
+                self.sigmas(),
+                intensity=self.intensity,
+                edges=self.edges,
+                texture=self.texture,
+            )
         return np.asarray(
             multiscale_basic_features(
                 block,
                 intensity=self.intensity,
                 edges=self.edges,
                 texture=self.texture,
-                sigma_min=self.sigma_min,
-                sigma_max=self.sigma_max,
+                sigma_min=one(self, "sigma_min"),
+                sigma_max=one(self, "sigma_max"),
                 workers=1,
                 channel_axis=0,
             )
@@ -229,17 +304,18 @@ class PixelClassifier(Step):
         )
         return forest.fit(values, targets)
 
-    def apply(self, block: np.ndarray, state: Any) -> np.ndarray:
+    def apply(self, block: np.ndarray, state: Any, valid: np.ndarray | None = None) -> np.ndarray:
         halo = self.halo(block.ndim - 1)
         inner = tuple(
             slice(h, max(h, size - h)) for h, size in zip(halo, block.shape[1:], strict=True)
         )
-        features = self.features(block)[inner]
+        usable = with_data(block, valid)
+        features = self.features(block, usable)[inner]
         classes = np.zeros(block.shape[1:], dtype=np.uint8)
         if features.size:
             predicted = state.predict(features.reshape(-1, features.shape[-1]))
             predicted = predicted.astype(np.uint8).reshape(features.shape[:-1])
-            predicted[np.isnan(block[(slice(None), *inner)]).any(axis=0)] = 0
+            predicted[~usable[inner]] = 0
             classes[inner] = predicted
         return classes
 
@@ -256,148 +332,34 @@ class PixelClassifier(Step):
 
     def _annotations(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Annotated pixels (coordinates, pixels x axes) and their classes, in pixel order."""
-        if self.points is not None:
-            coords, classes = _points(self.points, shape)
+        if isinstance(self.points, str) or isinstance(self.polygons, str):
+            coords, classes = self._vector_pixels(str(self.points or self.polygons))
+        elif self.points is not None:
+            coords, classes = inline_points(self.points, shape)
         elif self.polygons is not None:
-            coords, classes = _polygons(self.polygons, shape)
+            coords, classes = inline_polygons(self.polygons, shape)
         elif self.labels is not None:
-            coords, classes = _raster(self.labels, shape)
+            coords, classes = raster_pixels(self.labels, shape)
         else:  # the validator makes this unreachable
             raise InputValueError(f"{self.name}: give labels, points or polygons")
-        return _merge(coords, classes, shape)
+        return merge_pixels(coords, classes, shape)
 
 
-def pixel_features(image: np.ndarray, step: PixelClassifier) -> np.ndarray:
+def pixel_features(
+    image: np.ndarray, step: PixelClassifier, valid: np.ndarray | None = None
+) -> np.ndarray:
     """The features of a whole image (band axis first) as the chunked step computes them.
 
-    The image is padded by the step's halo by reflection, as the fused map
-    pads the image border, then cropped back: spatial shape x features, float32.
+    The image (and ``valid``, its pixels with data) is padded by the step's
+    halo by reflection, as the fused map pads the image border, then cropped
+    back: spatial shape x features, float32.
     """
     halo = step.halo(image.ndim - 1)
     padded = np.pad(image, [(0, 0), *((h, h) for h in halo)], mode="symmetric")
-    return step.features(padded)[
+    mask = None if valid is None else np.pad(valid, [(h, h) for h in halo], mode="symmetric")
+    return step.features(padded, mask)[
         tuple(slice(h, h + size) for h, size in zip(halo, image.shape[1:], strict=True))
     ]
-
-
-def _points(points: dict[int, list[list[int]]], shape: tuple[int, ...]) -> tuple[Any, Any]:
-    axes = list(AXES.get(len(shape), "?" * len(shape)))
-    coords, classes = [], []
-    for class_id, items in points.items():
-        for point in items:
-            if len(point) != len(shape):
-                raise InputValueError(
-                    f"pixel_classifier: point {point} of class {class_id} has {len(point)} "
-                    f"coordinates but the image is {len(shape)}D (shape {shape}); points are "
-                    f"{axes} pixel coordinates"
-                )
-            if not all(0 <= c < s for c, s in zip(point, shape, strict=True)):
-                raise InputValueError(
-                    f"pixel_classifier: point {point} of class {class_id} is outside the "
-                    f"image of shape {shape}; points are {axes} pixel coordinates from 0"
-                )
-            coords.append(point)
-            classes.append(class_id)
-    return np.asarray(coords, dtype=np.int64), np.asarray(classes, dtype=np.uint8)
-
-
-def _polygons(
-    polygons: dict[int, list[list[list[float]]]], shape: tuple[int, ...]
-) -> tuple[Any, Any]:
-    if len(shape) != 2:
-        raise InputValueError(
-            f"pixel_classifier: polygons are 2D, the image is {len(shape)}D (shape {shape}); "
-            "annotate a volume with points or a labels raster"
-        )
-    coords, classes = [], []
-    for class_id, rings in polygons.items():
-        for ring in rings:
-            vertices = np.asarray(ring, dtype=np.float64)
-            if np.any(vertices < 0) or np.any(vertices > np.asarray(shape) - 1):
-                raise InputValueError(
-                    f"pixel_classifier: polygon {ring} of class {class_id} reaches outside the "
-                    f"image of shape {shape}; vertices are [y, x] pixel coordinates from 0"
-                )
-            rows, cols = polygon_pixels(vertices[:, 0], vertices[:, 1], shape=shape)
-            if rows.size == 0:
-                raise InputValueError(
-                    f"pixel_classifier: polygon {ring} of class {class_id} covers no pixel centre"
-                )
-            coords.append(np.stack([rows, cols], axis=1))
-            classes.append(np.full(rows.size, class_id, dtype=np.uint8))
-    return np.concatenate(coords).astype(np.int64), np.concatenate(classes)
-
-
-def _raster(path: str, shape: tuple[int, ...]) -> tuple[Any, Any]:
-    """The annotated pixels of a label raster, read chunk by chunk (one pass)."""
-    from ..io import open_image
-
-    image = open_image(path)
-    labels = image.data
-    if image.axes.startswith("c"):
-        if labels.shape[0] != 1:
-            raise InputValueError(
-                f"{path}: an annotation raster has one band of class ids; it has {labels.shape[0]}"
-            )
-        labels = labels[0]
-    if tuple(labels.shape) != shape:
-        raise InputValueError(
-            f"{path}: the annotation raster is {tuple(labels.shape)} pixels but the image is "
-            f"{shape}; draw the annotations on the image's own grid (same size, same level)"
-        )
-    if labels.dtype.kind not in "iub":
-        raise InputValueError(
-            f"{path}: an annotation raster holds integer class ids; it is {labels.dtype}"
-        )
-    offsets = [np.cumsum((0, *sizes[:-1])) for sizes in labels.chunks]
-    find = dask.delayed(_nonzero, pure=True)
-    parts = [
-        find(block, tuple(int(o[i]) for o, i in zip(offsets, index, strict=True)), shape)
-        for index, block in np.ndenumerate(labels.to_delayed())
-    ]
-    found = compute_batched(parts)
-    flat = np.concatenate([f for f, _ in found])
-    values = np.concatenate([v for _, v in found])
-    bad = np.unique(values[(values < 1) | (values > 255)])
-    if bad.size:
-        raise InputValueError(
-            f"{path}: class ids are 1 to 255 (0 is not annotated); the raster holds "
-            f"{bad[:10].tolist()}"
-        )
-    present = np.unique(values)
-    if present.size < 2:
-        raise InputValueError(
-            f"{path}: a classifier needs annotations of at least 2 classes; the raster holds "
-            f"{present.tolist() or 'none'}"
-        )
-    coords = np.stack(np.unravel_index(flat, shape), axis=1).astype(np.int64)
-    return coords, values.astype(np.uint8)
-
-
-def _nonzero(
-    block: np.ndarray, offset: tuple[int, ...], shape: tuple[int, ...]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices in the whole image and values of the non-zero pixels of ``block``."""
-    local = np.nonzero(block)
-    where = tuple(index + start for index, start in zip(local, offset, strict=True))
-    return np.ravel_multi_index(where, shape).astype(np.int64), block[local].astype(np.int64)
-
-
-def _merge(coords: np.ndarray, classes: np.ndarray, shape: tuple[int, ...]) -> tuple[Any, Any]:
-    """One entry per annotated pixel, in pixel order; a pixel given two classes is refused."""
-    flat = np.ravel_multi_index(tuple(coords.T), shape)
-    order = np.lexsort((classes, flat))
-    flat, classes, coords = flat[order], classes[order], coords[order]
-    first = np.ones(flat.size, dtype=bool)
-    first[1:] = flat[1:] != flat[:-1]
-    clash = ~first & (classes != np.roll(classes, 1))
-    if np.any(clash):
-        pixel = coords[np.flatnonzero(clash)[0]].tolist()
-        raise InputValueError(
-            f"pixel_classifier: {int(clash.sum())} pixels are annotated with two classes, "
-            f"e.g. pixel {pixel}; give each pixel one class"
-        )
-    return coords[first], classes[first]
 
 
 def _training_set(
@@ -410,12 +372,14 @@ def _training_set(
     """Features and classes of the annotated pixels with data, in pixel order.
 
     Per chunk holding annotations, the features are computed on the box
-    around its annotated pixels plus the halo, cut from the image padded by
-    reflection, so they equal :func:`pixel_features` of the whole image.
+    around its annotated pixels plus the halo, cut from the image (and
+    ``valid``) padded by reflection, so they equal :func:`pixel_features` of
+    the whole image.
     """
     shape = tuple(int(size) for size in data.shape[1:])
     halo = step.halo(len(shape))
     padded = da.pad(data, [(0, 0), *((h, h) for h in halo)], mode="symmetric")
+    mask = None if valid is None else da.pad(valid, [(h, h) for h in halo], mode="symmetric")
     chunk_of = [
         np.searchsorted(np.cumsum(sizes), coords[:, axis], side="right")
         for axis, sizes in enumerate(data.chunks[1:])
@@ -428,13 +392,12 @@ def _training_set(
         mine = key == chunk
         inside = coords[mine]
         low, high = inside.min(axis=0), inside.max(axis=0) + 1
-        box = tuple(slice(int(lo), int(hi)) for lo, hi in zip(low, high, strict=True))
         context = tuple(
             slice(int(lo), int(hi) + 2 * h) for lo, hi, h in zip(low, high, halo, strict=True)
         )
         region = padded[(slice(None), *context)]
-        mask = None if valid is None else valid[box]
-        parts.append(samples(step, region, mask, inside - low, classes[mine], flat[mine]))
+        around = None if mask is None else mask[context]
+        parts.append(samples(step, region, around, inside - low, classes[mine], flat[mine]))
     gathered = compute_batched(parts)
     where = np.concatenate([g[0] for g in gathered])
     order = np.argsort(where, kind="stable")
@@ -452,12 +415,10 @@ def _samples(
     flat: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features of the annotated pixels ``local`` (coordinates in the box) of ``region``
-    (the box plus the halo); those outside ``valid`` or with a NaN band are dropped."""
+    (the box plus the halo, as ``valid``); those without data are dropped."""
     halo = step.halo(region.ndim - 1)
     at = tuple(local[:, axis] + h for axis, h in enumerate(halo))
-    pixels: Any = (slice(None), *at)
-    keep = ~np.isnan(region[pixels]).any(axis=0)
-    if valid is not None:
-        keep &= np.asarray(valid, dtype=bool)[tuple(local.T)]
-    values = step.features(region)[at]
+    usable = with_data(region, valid)
+    keep = usable[at]
+    values = step.features(region, usable)[at]
     return flat[keep], values[keep], classes[keep]

@@ -14,6 +14,15 @@ In YAML, by import path (the module must be importable where the workers run)::
     steps:
       - normalize: {}
       - mylab.cells:my_cells: {threshold: 0.4}
+
+A size parameter annotated ``pipeline.Length`` (or ``pipeline.Size``, an
+object size) also takes a quantity such as ``"2 um"`` (``"50 um2"``), and the
+function gets it in pixels of the image: a length as one number, or a tuple
+of one per spatial axis when the pixels are not square::
+
+    @pipeline.step(halo=8, output="mask")
+    def my_spots(block, *, radius: pipeline.Length = 2.0):
+        ...                      # radius: pixels, e.g. (4.0, 2.0, 2.0)
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import dask.array as da
 import numpy as np
@@ -31,6 +31,7 @@ from skimage.feature import canny
 from ..errors import InputValueError, UnsupportedInputError
 from ._base import Step, register
 from ._smooth import TRUNCATE  # skimage's gaussian uses scipy's default too
+from ._units import Physical, Pixels, one, per_axis
 
 HYSTERESIS_HALO = 32  # the default halo's share for hysteresis, beyond the local reach
 
@@ -106,14 +107,19 @@ class Canny(Step):
     Parameters
     ----------
     sigma
-        Standard deviation of the Gaussian smoothing in pixels, > 0.
+        Standard deviation of the Gaussian smoothing, > 0: pixels or a length
+        such as ``"0.5 mm"``, converted with the image's spacing. skimage takes
+        one sigma for both axes, so the pixels must be square (their sizes
+        within 1 %).
     low, high
         Hysteresis thresholds on the gradient magnitude, ``0 <= low <= high``,
         in the image's own units (skimage scales integer images to [0, 1] and
         divides the thresholds by the dtype's maximum, which cancels out).
     halo
-        Context around each chunk in pixels, at least ``int(4 * sigma + 0.5) + 2``;
-        default ``ceil(4 * sigma) + 32``.
+        Context around each chunk, at least ``int(4 * sigma + 0.5) + 2`` pixels
+        along each axis: pixels (one number, or one per axis) or a length,
+        converted per axis and rounded to the nearest whole pixel; default
+        ``ceil(4 * sigma) + 32``.
 
     Raises
     ------
@@ -140,11 +146,13 @@ class Canny(Step):
     output = "mask"
     uses_origin = True
 
-    sigma: float = Field(default=1.0, gt=0, allow_inf_nan=False, description="smoothing, pixels")
+    sigma: Annotated[float | str, Physical("length", gt=0, per_axis=False)] = Field(
+        default=1.0, description="smoothing: pixels or a length"
+    )
     low: float = Field(ge=0, allow_inf_nan=False, description="weak edge threshold")
     high: float = Field(ge=0, allow_inf_nan=False, description="strong edge threshold")
-    reach: int | None = Field(
-        default=None, alias="halo", validate_default=True, description="context in pixels"
+    reach: Annotated[Pixels | None, Physical("length", ge=0, integer=True)] = Field(
+        default=None, alias="halo", validate_default=True, description="context: pixels, a length"
     )
 
     @field_validator("high")
@@ -159,18 +167,17 @@ class Canny(Step):
 
     @field_validator("reach")
     @classmethod
-    def _enough_halo(cls, reach: int | None, info: ValidationInfo) -> int | None:
+    def _enough_halo(cls, reach: Pixels | None, info: ValidationInfo) -> Pixels | None:
         sigma = info.data.get("sigma")
-        if sigma is None:
-            return reach  # sigma itself is invalid, and reported
+        if sigma is None or isinstance(sigma, str) or isinstance(reach, str):
+            return reach  # sigma is invalid (and reported), or a size checked once in pixels
         if reach is None:
-            return math.ceil(TRUNCATE * sigma) + HYSTERESIS_HALO
+            return _default_halo(sigma)
         least = _local_reach(sigma)
-        if reach < least:
+        if min(reach if isinstance(reach, tuple) else (reach,)) < least:
             raise ValueError(
                 f"halo {reach} is less than the {least} pixels canny(sigma={sigma}) needs "
-                f"before hysteresis; use halo >= {least} (default "
-                f"{math.ceil(TRUNCATE * sigma) + HYSTERESIS_HALO})"
+                f"before hysteresis; use halo >= {least} (default {_default_halo(sigma)})"
             )
         return reach
 
@@ -180,13 +187,9 @@ class Canny(Step):
                 f"{self.describe()}: canny works on 2D images only; this image has {ndim} "
                 "spatial axes (use edges, which works in 3D, or one 2D plane)"
             )
-        return (self._halo,) * ndim
-
-    @property
-    def _halo(self) -> int:
         if self.reach is None:  # only when made with model_construct
-            return math.ceil(TRUNCATE * self.sigma) + HYSTERESIS_HALO
-        return self.reach
+            return (_default_halo(one(self, "sigma")),) * ndim
+        return tuple(int(reach) for reach in per_axis(self, "reach", ndim))
 
     def fit(self, data: da.Array, valid: da.Array | None) -> tuple[int, ...]:
         """Check the image, and return its spatial shape (where its border lies)."""
@@ -205,9 +208,9 @@ class Canny(Step):
     def apply(
         self, block: np.ndarray, state: tuple[int, ...], origin: tuple[int, ...] = (0, 0)
     ) -> np.ndarray:
-        image = block[0]
-        weak = canny(image, self.sigma, self.low, self.low, mode="reflect")
-        strong = canny(image, self.sigma, self.high, self.high, mode="reflect")
+        image, sigma = block[0], one(self, "sigma")
+        weak = canny(image, sigma, self.low, self.low, mode="reflect")
+        strong = canny(image, sigma, self.high, self.high, mode="reflect")
         # Where the image border crosses the block: (axis, line, at_end), with line the
         # image's first row, or the first row past its last one.
         borders = [
@@ -255,6 +258,11 @@ class Invert(Step):
 
     def apply(self, block: np.ndarray, state: Any) -> np.ndarray:
         return np.logical_not(block)
+
+
+def _default_halo(sigma: float) -> int:
+    """The default halo of canny(sigma): the Gaussian's reach and room for hysteresis."""
+    return math.ceil(TRUNCATE * sigma) + HYSTERESIS_HALO
 
 
 def _local_reach(sigma: float) -> int:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import dask.array as da
 import numpy as np
@@ -39,6 +39,7 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_
 
 from ..errors import InputValueError, ReadError
 from ._base import Output, Step, register, resolve_path
+from ._units import Physical, Pixels, per_axis
 
 LAYOUT = "(N, C, H, W) for 2D images or (N, C, D, H, W) for 3D"
 
@@ -94,8 +95,9 @@ class Model(Step):
         folder (from the current directory in Python) and made absolute;
         every worker must see the file there.
     halo
-        Context in pixels on each side of a chunk, per spatial axis: the
-        model's receptive-field radius (>= 0).
+        Context on each side of a chunk: the model's receptive-field radius,
+        >= 0: pixels (one number, or one per spatial axis) or a length such as
+        ``"20 um"``, converted per axis and rounded to the nearest whole pixel.
     output
         ``"mask"``, ``"classes"`` or ``"image"``.
     threshold
@@ -133,7 +135,9 @@ class Model(Step):
     name = "model"
 
     path: Path = Field(description="the .onnx file")
-    context: int = Field(default=16, ge=0, alias="halo", description="receptive-field radius")
+    context: Annotated[Pixels, Physical("length", ge=0, integer=True)] = Field(
+        default=16, alias="halo", description="receptive-field radius: pixels, a length"
+    )
     makes: Literal["mask", "classes", "image"] = Field(default="mask", alias="output")
     threshold: float = Field(default=0.5, allow_inf_nan=False, description="for output: mask")
     channel: int | None = Field(default=None, ge=0, description="for output: mask")
@@ -193,7 +197,7 @@ class Model(Step):
                 f"{self.describe()}: {self.path.name} takes {self._info.ndim}D images "
                 f"(input {LAYOUT}); the image is {ndim}D"
             )
-        return (self.context,) * ndim
+        return tuple(int(width) for width in per_axis(self, "context", ndim))
 
     def bands(self, count: int) -> int:
         self._check_bands(count)
@@ -201,16 +205,18 @@ class Model(Step):
 
     def fit(self, data: da.Array, valid: da.Array | None) -> None:
         """Check the image against the model; nothing is fitted."""
-        self.halo(data.ndim - 1)
+        halo = self.halo(data.ndim - 1)
         self._check_bands(data.shape[0])
-        for axis, (fixed, sizes) in enumerate(zip(self._info.size, data.chunks[1:], strict=True)):
-            if fixed is not None and max(sizes) + 2 * self.context > fixed:
-                room = fixed - 2 * self.context
+        for axis, (fixed, sizes, width) in enumerate(
+            zip(self._info.size, data.chunks[1:], halo, strict=True)
+        ):
+            if fixed is not None and max(sizes) + 2 * width > fixed:
+                room = fixed - 2 * width
                 fix = f"set chunks <= {room}" if room > 0 else "lower the halo"
                 raise InputValueError(
                     f"{self.describe()}: {self.path.name} takes a fixed size of {fixed} "
                     f"along spatial axis {axis}; chunks of {max(sizes)} plus twice the halo "
-                    f"{self.context} make larger blocks: {fix}"
+                    f"{width} make larger blocks: {fix}"
                 )
 
     def run_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:

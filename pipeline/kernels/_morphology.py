@@ -2,7 +2,7 @@
 
 Opening is an erosion then a dilation by the same footprint, closing the
 reverse; each reaches ``radius`` pixels, so together they need a halo of
-``2 * radius``::
+``2 * radius`` along each axis::
 
     |<- r ->|<- r ->|<------- chunk ------->|
     [ dilation sees | what erosion needed ]  pixels kept
@@ -10,20 +10,27 @@ reverse; each reaches ``radius`` pixels, so together they need a halo of
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
 from scipy import ndimage
 
+from ..errors import InputValueError
 from ._base import Step, register
+from ._units import Physical, Pixels, per_axis
 
 
-def footprint(shape: str, radius: int, ndim: int) -> np.ndarray:
-    """The structuring element: ``"ball"`` (disk in 2D) or ``"cube"`` (square in 2D).
+def footprint(shape: str, radius: int | Sequence[int], ndim: int) -> np.ndarray:
+    """The structuring element: ``"ball"`` (disk in 2D) or ``"cube"`` (square in 2D),
+    of one ``radius`` or one per axis.
 
     The ball holds the offsets within Euclidean distance ``radius`` of the
-    centre, as ``skimage.morphology.disk`` / ``ball`` make them.
+    centre, as ``skimage.morphology.disk`` / ``ball`` make them; with one
+    radius per axis it is the ellipsoid (ellipse in 2D) of those semi-axes,
+    the offsets ``o`` with ``sum((o / radius) ** 2) <= 1``, computed in
+    integers. The cube is ``2 * radius + 1`` pixels along each axis.
 
     Examples
     --------
@@ -31,14 +38,23 @@ def footprint(shape: str, radius: int, ndim: int) -> np.ndarray:
     array([[0, 1, 0],
            [1, 1, 1],
            [0, 1, 0]])
+    >>> footprint("ball", (1, 2), 2).astype(int)
+    array([[0, 0, 1, 0, 0],
+           [1, 1, 1, 1, 1],
+           [0, 0, 1, 0, 0]])
     """
+    radii = (radius,) * ndim if isinstance(radius, int) else tuple(radius)
+    size = tuple(2 * r + 1 for r in radii)
     if shape == "cube":
-        return np.ones((2 * radius + 1,) * ndim, dtype=bool)
+        return np.ones(size, dtype=bool)
     if shape == "ball":
-        offsets = np.indices((2 * radius + 1,) * ndim) - radius
-        inside: np.ndarray = (offsets**2).sum(axis=0) <= radius**2
+        # sum(o_i^2 / r_i^2) <= 1, times the product of the r_i^2: exact in integers
+        scale = np.prod([r * r for r in radii], dtype=np.int64)
+        offsets = np.indices(size, dtype=np.int64) - np.reshape(radii, (-1,) + (1,) * ndim)
+        weights = np.reshape([scale // (r * r) for r in radii], (-1,) + (1,) * ndim)
+        inside: np.ndarray = (offsets**2 * weights).sum(axis=0) <= scale
         return inside
-    raise ValueError(f"unknown footprint {shape!r}; the footprints are ball, cube")
+    raise InputValueError(f"unknown footprint {shape!r}; the footprints are ball, cube")
 
 
 class _Morphology(Step):
@@ -47,15 +63,21 @@ class _Morphology(Step):
     output = "mask"
     accepts = ("mask",)
 
-    radius: int = Field(ge=1, description="footprint radius in pixels")
+    radius: Annotated[Pixels, Physical("length", ge=1, integer=True)] = Field(
+        description="footprint radius: pixels, per axis, or a length"
+    )
     footprint: Literal["ball", "cube"] = "ball"
 
     def halo(self, ndim: int) -> tuple[int, ...]:
-        return (2 * self.radius,) * ndim
+        return tuple(2 * radius for radius in self.radii(ndim))
+
+    def radii(self, ndim: int) -> tuple[int, ...]:
+        """The radius along each of ``ndim`` spatial axes, in pixels."""
+        return tuple(int(radius) for radius in per_axis(self, "radius", ndim))
 
     def structure(self, ndim: int) -> np.ndarray:
         """The footprint for ``ndim`` spatial axes."""
-        return footprint(self.footprint, self.radius, ndim)
+        return footprint(self.footprint, self.radii(ndim), ndim)
 
 
 @register
@@ -73,9 +95,12 @@ class Opening(_Morphology):
     Parameters
     ----------
     radius
-        Footprint radius in pixels, >= 1; the halo is ``2 * radius``.
+        Footprint radius, >= 1: pixels (one number, or one per spatial axis)
+        or a length such as ``"2 mm"``, converted per axis with the image's
+        spacing and rounded to the nearest whole pixel (an ellipsoid on
+        anisotropic voxels); the halo is ``2 * radius`` along each axis.
     footprint
-        ``"ball"`` or ``"cube"``.
+        ``"ball"`` or ``"cube"`` (a box with per-axis radii).
 
     Examples
     --------
@@ -111,9 +136,12 @@ class Closing(_Morphology):
     Parameters
     ----------
     radius
-        Footprint radius in pixels, >= 1; the halo is ``2 * radius``.
+        Footprint radius, >= 1: pixels (one number, or one per spatial axis)
+        or a length such as ``"2 mm"``, converted per axis with the image's
+        spacing and rounded to the nearest whole pixel (an ellipsoid on
+        anisotropic voxels); the halo is ``2 * radius`` along each axis.
     footprint
-        ``"ball"`` or ``"cube"``.
+        ``"ball"`` or ``"cube"`` (a box with per-axis radii).
 
     Examples
     --------

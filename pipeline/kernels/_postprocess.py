@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import dask
 import dask.array as da
 import numpy as np
@@ -10,6 +12,7 @@ from pydantic import Field
 from .._batches import compute_batched
 from ..measure._sizes import id_counts
 from ._base import Step, register
+from ._units import Physical, one
 
 
 @register
@@ -19,16 +22,26 @@ class RemoveSmall(Step):
     An object cut by chunk seams keeps its whole size: sizes are counted per
     chunk and summed per label over the whole image. The remaining objects are
     renumbered 1..n in their previous order.
+
+    Parameters
+    ----------
+    min_size
+        Smallest object kept, >= 1: pixels (voxels in 3D), or an area in 2D
+        (``"20 um2"``) or a volume in 3D (``"500 um3"``), converted with the
+        pixel area or voxel volume and rounded to the nearest whole pixel. An
+        area on a 3D image, or a volume on a 2D one, is an error.
     """
 
     name = "remove_small"
     output = "labels"
     accepts = ("labels",)
 
-    min_size: int = Field(ge=1, description="smallest object kept, in pixels")
+    min_size: Annotated[float | str, Physical("size", ge=1, integer=True, per_axis=False)] = Field(
+        description="smallest object kept: pixels, an area or a volume"
+    )
 
     def finish(self, labels: da.Array, num: int) -> tuple[da.Array, int]:
-        keep = object_sizes(labels, num) >= self.min_size
+        keep = object_sizes(labels, num) >= one(self, "min_size")
         return keep_only(labels, keep)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import dask.array as da
 import numpy as np
@@ -22,6 +22,7 @@ from .._batches import reduce_blocks
 from ..errors import InputValueError
 from ._base import Step, register
 from ._reductions import add, banded, value_counts
+from ._units import Physical, Pixels, per_axis
 
 FLOAT_BINS = 2**16  # float percentiles are as fine as those of a 16-bit image
 
@@ -30,7 +31,7 @@ FLOAT_BINS = 2**16  # float percentiles are as fine as those of a 16-bit image
 class Median(Step):
     """Median filter over the spatial axes, each band on its own.
 
-    ``scipy.ndimage.median_filter`` with a ``size`` wide cube footprint
+    ``scipy.ndimage.median_filter`` with a ``size`` wide box footprint
     (1 along the band axis) and ``mode="reflect"``. Its halo is ``size // 2``
     per spatial axis, which is the footprint's reach on its longer side (for an
     even ``size`` scipy's footprint reaches ``size // 2`` before the pixel and
@@ -41,7 +42,9 @@ class Median(Step):
     Parameters
     ----------
     size
-        Width of the footprint in pixels along every spatial axis, >= 1.
+        Width of the footprint, >= 1: pixels (one number, or one per spatial
+        axis) or a length such as ``"3 mm"``, converted per axis with the
+        image's spacing and rounded to the nearest whole pixel.
 
     Examples
     --------
@@ -53,13 +56,15 @@ class Median(Step):
     name = "median"
     output = "image"
 
-    size: int = Field(ge=1, description="footprint width in pixels along each spatial axis")
+    size: Annotated[Pixels, Physical("length", ge=1, integer=True)] = Field(
+        description="footprint width: pixels, per axis, or a length"
+    )
 
     def halo(self, ndim: int) -> tuple[int, ...]:
-        return (self.size // 2,) * ndim
+        return tuple(int(size) // 2 for size in per_axis(self, "size", ndim))
 
     def apply(self, block: np.ndarray, state: Any) -> np.ndarray:
-        size = (1,) + (self.size,) * (block.ndim - 1)  # not across bands
+        size = (1, *(int(n) for n in per_axis(self, "size", block.ndim - 1)))  # not across bands
         return ndimage.median_filter(block, size=size, mode="reflect").astype(np.float32)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import dask.array as da
 import numpy as np
@@ -32,6 +32,7 @@ from .._batches import reduce_blocks
 from ..errors import InputValueError
 from ._base import Step, register
 from ._reductions import banded, value_range, widest
+from ._units import Physical, Pixels, one, per_axis
 
 
 class _Superpixels(Step):
@@ -39,9 +40,15 @@ class _Superpixels(Step):
 
     output = "instances"
 
-    context: int | None = Field(
-        default=None, ge=0, alias="halo", description="context on each side, in pixels"
+    context: Annotated[Pixels | None, Physical("length", ge=0, integer=True)] = Field(
+        default=None, alias="halo", description="context on each side: pixels, a length"
     )
+
+    def widths(self, ndim: int) -> tuple[int, ...] | None:
+        """The ``halo`` given, in pixels along each of ``ndim`` axes (``None``: the default)."""
+        if self.context is None:
+            return None
+        return tuple(int(width) for width in per_axis(self, "context", ndim))
 
     def describe(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.model_dump(by_alias=True).items())
@@ -118,16 +125,21 @@ class Slic(_Superpixels):
     Parameters
     ----------
     segment_size
-        Target superpixel size in pixels (voxels in 3D), >= 1; it sets the
-        grid step ``S``.
+        Target superpixel size, >= 1: pixels (voxels in 3D), or an area in 2D
+        (``"400 um2"``) or a volume in 3D (``"300 um3"``), converted with the
+        pixel area or voxel volume and rounded to the nearest whole pixel; it
+        sets the grid step ``S``.
     compactness
         Weight of distance against colour, > 0, for colours on the image's
         range mapped to [0, 1]: about 0.1 follows edges closely, 1 (the
         default) balances both, more makes near-square superpixels.
     sigma
-        Gaussian smoothing before segmenting, in pixels, >= 0.
+        Gaussian smoothing before segmenting, >= 0: pixels (one number, or
+        one per spatial axis) or a length, converted per axis.
     halo
-        Context on each side, in pixels, at least ``S``; by default ``3 * S``.
+        Context on each side, at least ``S`` pixels along each axis: pixels
+        (one number, or one per axis) or a length, rounded to the nearest
+        whole pixel per axis; by default ``3 * S``.
 
     Raises
     ------
@@ -153,24 +165,29 @@ class Slic(_Superpixels):
     name = "slic"
     uses_origin = True
 
-    segment_size: int = Field(default=400, ge=1, description="target size in pixels")
+    segment_size: Annotated[float | str, Physical("size", ge=1, integer=True, per_axis=False)] = (
+        Field(default=400, description="target size: pixels, an area or a volume")
+    )
     compactness: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    sigma: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    sigma: Annotated[Pixels, Physical("length", ge=0)] = Field(
+        default=0.0, description="smoothing: pixels, per axis, or a length"
+    )
 
     def grid_step(self, ndim: int) -> int:
         """``S``: the spacing of the initial centres along every axis, in pixels."""
-        return max(1, round(self.segment_size ** (1 / ndim)))
+        return max(1, round(one(self, "segment_size") ** (1 / ndim)))
 
     def halo(self, ndim: int) -> tuple[int, ...]:
         step = self.grid_step(ndim)
-        if self.context is None:
+        widths = self.widths(ndim)
+        if widths is None:
             return (HALO_STEPS * step,) * ndim
-        if self.context < step:
+        if min(widths) < step:
             raise InputValueError(
-                f"{self.describe()}: a halo of {self.context} is narrower than the grid "
+                f"{self.describe()}: a halo of {min(widths)} is narrower than the grid "
                 f"step {step} in {ndim}D; use halo >= {step} (default {HALO_STEPS * step})"
             )
-        return (self.context,) * ndim
+        return widths
 
     def fit(self, data: da.Array, valid: da.Array | None) -> SlicFit:
         """The whole image's value range (max - min over all bands, nodata excluded)
@@ -215,11 +232,13 @@ class Slic(_Superpixels):
         if span > 0 and state is not None and state.span:
             compactness *= state.span / span  # undo slic's rescale of the block to its range
         cells = math.prod((end - start) // step for start, _, end in region)
+        sigmas = per_axis(self, "sigma", len(spatial))
+        sigma = sigmas[0] if len(set(sigmas)) == 1 else sigmas
         labels = slic(
             image,
             n_segments=cells,
             compactness=compactness,
-            sigma=self.sigma,
+            sigma=sigma,
             convert2lab=False,
             start_label=1,
             channel_axis=channel_axis,
@@ -257,11 +276,15 @@ class Felzenszwalb(_Superpixels):
     scale
         Observation level, > 0: higher gives fewer, larger segments.
     sigma
-        Gaussian smoothing before segmenting, in pixels, >= 0.
+        Gaussian smoothing before segmenting, >= 0: pixels, or a length on
+        square pixels (within 1 %), converted with the image's spacing.
     min_size
-        Segments smaller than this are merged into a neighbour, >= 0.
+        Segments smaller than this are merged into a neighbour, >= 0: pixels,
+        or an area such as ``"50 um2"``, converted with the pixel area and
+        rounded to the nearest whole pixel.
     halo
-        Context on each side, in pixels (default 16).
+        Context on each side (default 16 pixels): pixels (one number, or one
+        per axis) or a length, rounded to the nearest whole pixel per axis.
 
     Raises
     ------
@@ -283,8 +306,12 @@ class Felzenszwalb(_Superpixels):
     name = "felzenszwalb"
 
     scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    sigma: float = Field(default=0.8, ge=0, allow_inf_nan=False)
-    min_size: int = Field(default=20, ge=0, description="in pixels")
+    sigma: Annotated[float | str, Physical("length", ge=0, per_axis=False)] = Field(
+        default=0.8, description="smoothing: pixels or a length"
+    )
+    min_size: Annotated[float | str, Physical("size", ge=0, integer=True, per_axis=False)] = Field(
+        default=20, description="smallest segment: pixels or an area"
+    )
 
     def halo(self, ndim: int) -> tuple[int, ...]:
         if ndim != 2:
@@ -292,7 +319,7 @@ class Felzenszwalb(_Superpixels):
                 f"{self.describe()} segments 2D images only; the image is {ndim}D: "
                 "use slic for volumes"
             )
-        return (16 if self.context is None else self.context,) * ndim
+        return self.widths(ndim) or (16,) * ndim
 
     def apply(self, block: np.ndarray, state: Any) -> np.ndarray:
         if block.ndim != 3:
@@ -305,8 +332,8 @@ class Felzenszwalb(_Superpixels):
         ids = felzenszwalb(
             image,
             scale=self.scale,
-            sigma=self.sigma,
-            min_size=self.min_size,
+            sigma=one(self, "sigma"),
+            min_size=int(one(self, "min_size")),
             channel_axis=channel_axis,
         )
         return np.asarray(ids) + 1

@@ -32,8 +32,8 @@ computed per chunk with the halo the window needs (see :class:`Threshold`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal
 
 import dask.array as da
 import numpy as np
@@ -46,6 +46,7 @@ from ..errors import InputValueError
 from ._base import Step, register
 from ._reductions import add, value_counts, value_range, widest
 from ._smooth import TRUNCATE  # skimage's gaussian uses scipy's default too
+from ._units import Physical, Pixels, per_axis
 
 FLOAT_BINS = 256  # skimage's default for float images
 
@@ -76,9 +77,9 @@ class Threshold(Step):
     ``skimage.filters.threshold_local(image, block_size, local_method,
     offset=offset, mode="reflect")``: a statistic of its ``block_size`` wide
     neighbourhood minus ``offset``; nothing is fitted globally. Its halo is
-    the window's reach: ``int(4 * sigma + 0.5)`` with skimage's
-    ``sigma = (block_size - 1) / 6`` for ``"gaussian"`` (scipy's truncated
-    kernel), ``block_size // 2`` for ``"mean"`` and ``"median"``. Chunked
+    the window's reach along each axis: ``int(4 * sigma + 0.5)`` with
+    skimage's ``sigma = (block_size - 1) / 6`` for ``"gaussian"`` (scipy's
+    truncated kernel), ``block_size // 2`` for ``"mean"`` and ``"median"``. Chunked
     ``"gaussian"`` and ``"median"`` masks equal the whole-image mask exactly.
     ``"mean"`` sums each window directly (exact for integer images) where
     scipy's ``uniform_filter`` keeps a running sum along each line, whose
@@ -100,7 +101,10 @@ class Threshold(Step):
     foreground
         ``"above"``: values above the threshold; ``"below"``: values at or below it.
     block_size
-        ``method="local"`` only: the window width in pixels along each axis, odd, >= 3.
+        ``method="local"`` only: the window width, odd, >= 3: pixels (one
+        number, or one per spatial axis) or a length such as ``"15 mm"``,
+        converted per axis with the image's spacing and rounded to the nearest
+        odd number of pixels (``2 * floor(x / 2) + 1``).
     local_method
         ``method="local"`` only: ``"gaussian"`` (weighted mean), ``"mean"`` or ``"median"``.
     offset
@@ -121,20 +125,21 @@ class Threshold(Step):
 
     name = "threshold"
     pointwise = True
+    fits_values = True
     output = "mask"
 
     method: Method = "otsu"
     value: float | None = None
     foreground: Literal["above", "below"] = "above"
-    block_size: int | None = Field(
-        default=None, ge=3, validate_default=True, description="local window width, odd"
+    block_size: Annotated[Pixels | None, Physical("length", ge=3, odd=True)] = Field(
+        default=None, validate_default=True, description="local window width, odd"
     )
     local_method: LocalMethod = "gaussian"
     offset: float = Field(default=0.0, allow_inf_nan=False, description="local: subtracted")
 
     @field_validator("block_size")
     @classmethod
-    def _block_size_matches_method(cls, size: int | None, info: ValidationInfo) -> int | None:
+    def _block_size_matches_method(cls, size: Pixels | None, info: ValidationInfo) -> Any:
         method = info.data.get("method")
         if method is None:
             return size  # the method itself is invalid, and reported
@@ -148,11 +153,12 @@ class Threshold(Step):
                 f"block_size is only for method 'local', not {method!r}; drop it, or use "
                 f"{{method: local, block_size: {size}}}"
             )
-        if size is not None and size % 2 == 0:
-            raise ValueError(
-                f"block_size {size} is even; the window needs a centre pixel: use "
-                f"{size - 1} or {size + 1}"
-            )
+        for width in size if isinstance(size, tuple) else (size,):
+            if isinstance(width, int) and width % 2 == 0:
+                raise ValueError(
+                    f"block_size {width} is even; the window needs a centre pixel: use "
+                    f"{width - 1} or {width + 1}"
+                )
         return size
 
     @model_validator(mode="after")
@@ -173,7 +179,9 @@ class Threshold(Step):
     def halo(self, ndim: int) -> tuple[int, ...]:
         if self.method != "local" or self.block_size is None:
             return (0,) * ndim
-        return (local_reach(self.block_size, self.local_method),) * ndim
+        return tuple(
+            local_reach(int(size), self.local_method) for size in per_axis(self, "block_size", ndim)
+        )
 
     def fit(self, data: da.Array, valid: da.Array | None) -> float | None:
         if self.method == "local":
@@ -189,10 +197,11 @@ class Threshold(Step):
     def apply(self, block: np.ndarray, state: Any) -> np.ndarray:
         values = block[0]
         if self.method == "local" and self.block_size is not None:
-            state = self._local(values, self.block_size)
+            sizes = tuple(int(size) for size in per_axis(self, "block_size", values.ndim))
+            state = self._local(values, sizes)
         return compare(values, state, above=self.foreground == "above")
 
-    def _local(self, values: np.ndarray, size: int) -> np.ndarray:
+    def _local(self, values: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
         """The threshold image of ``skimage.filters.threshold_local``."""
         if self.local_method == "mean":
             # skimage's float type: float32 for float16/32 images, float64 for the rest
@@ -225,8 +234,9 @@ def local_reach(block_size: int, method: str) -> int:
     )
 
 
-def window_mean(values: np.ndarray, size: int) -> np.ndarray:
-    """Mean of each ``size`` wide window (float64), edges reflected like scipy's ``"reflect"``.
+def window_mean(values: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
+    """Mean of each ``size`` wide window (float64; one width, or one per axis), edges
+    reflected like scipy's ``"reflect"``.
 
     Each window is summed on its own (a correlation with ones, one axis after
     the other), so a pixel's mean does not depend on where its line starts,
@@ -238,10 +248,10 @@ def window_mean(values: np.ndarray, size: int) -> np.ndarray:
     array([1.33333333, 3.        , 4.66666667])
     """
     sums = values.astype(np.float64)
-    ones = np.ones(size)
-    for axis in range(sums.ndim):
-        sums = ndimage.correlate1d(sums, ones, axis=axis, mode="reflect")
-    mean: np.ndarray = sums / float(size) ** sums.ndim
+    widths = (size,) * sums.ndim if isinstance(size, int) else tuple(size)
+    for axis, width in enumerate(widths):
+        sums = ndimage.correlate1d(sums, np.ones(width), axis=axis, mode="reflect")
+    mean: np.ndarray = sums / float(math.prod(widths))
     return mean
 
 

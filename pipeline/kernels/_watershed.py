@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 from scipy import ndimage
 from skimage.feature import peak_local_max
 from skimage.filters import sobel
@@ -14,6 +14,7 @@ from skimage.segmentation import watershed
 
 from ..errors import InputValueError
 from ._base import Step, register
+from ._units import Physical, Pixels, one, per_axis
 
 
 @register
@@ -36,6 +37,29 @@ class Watershed(Step):
     around the seams it crosses: make ``halo`` about the diameter of the
     largest object (the default is ``4 * min_distance``, at least 16).
     ``sampling`` gives the pixel spacing per axis for anisotropic volumes.
+
+    Parameters
+    ----------
+    markers
+        ``"distance"`` or ``"h_maxima"``.
+    min_distance
+        Least distance between distance peaks, >= 1: pixels, or a length such
+        as ``"3 um"`` converted with the image's spacing and rounded to the
+        nearest whole pixel. scikit-image takes one distance for every axis,
+        so a length must come to the same pixels along each axis.
+    h
+        Height of the h-maxima, > 0, in pixels of distance (in ``sampling``'s
+        units when it is given), or a length on square pixels (within 1 %),
+        without ``sampling``.
+    surface
+        ``"distance"`` or ``"gradient"``.
+    compactness
+        Compactness of the watershed, >= 0.
+    sampling
+        Pixel spacing per spatial axis for the distance transform.
+    halo
+        Context on each side, >= 1: pixels (one number, or one per spatial
+        axis) or a length, rounded to the nearest whole pixel per axis.
     """
 
     name = "watershed"
@@ -44,12 +68,27 @@ class Watershed(Step):
     uses_image = True
 
     markers: Literal["distance", "h_maxima"] = "distance"
-    min_distance: int = Field(default=5, ge=1, description="pixels between distance peaks")
-    h: float = Field(default=2.0, gt=0, description="height of h-maxima, in pixels of distance")
+    min_distance: Annotated[float | str, Physical("length", ge=1, integer=True, per_axis=False)] = (
+        Field(default=5, description="between distance peaks: pixels or a length")
+    )
+    h: Annotated[float | str, Physical("length", gt=0, per_axis=False)] = Field(
+        default=2.0, description="height of h-maxima: pixels of distance or a length"
+    )
     surface: Literal["distance", "gradient"] = "distance"
     compactness: float = Field(default=0.0, ge=0)
     sampling: list[float] | None = Field(default=None, min_length=2, max_length=3)
-    halo_px: int | None = Field(default=None, ge=1, alias="halo")
+    halo_px: Annotated[Pixels | None, Physical("length", ge=1, integer=True)] = Field(
+        default=None, alias="halo", description="context: pixels, per axis, or a length"
+    )
+
+    @model_validator(mode="after")
+    def _h_in_pixels_of_distance(self) -> Watershed:
+        if isinstance(self.h, str) and self.sampling is not None:
+            raise ValueError(
+                f"h {self.h!r} is a length, but with sampling the distance is measured in "
+                "sampling's units: give h as a number in those units"
+            )
+        return self
 
     def halo(self, ndim: int) -> tuple[int, ...]:
         if self.sampling is not None and len(self.sampling) != ndim:
@@ -59,16 +98,17 @@ class Watershed(Step):
             )
         if self.sampling is not None and min(self.sampling) <= 0:
             raise InputValueError(f"{self.describe()}: sampling must be positive")
-        width = self.halo_px if self.halo_px is not None else max(16, 4 * self.min_distance)
-        return (width,) * ndim
+        if self.halo_px is None:
+            return (max(16, 4 * int(one(self, "min_distance"))),) * ndim
+        return tuple(int(width) for width in per_axis(self, "halo_px", ndim))
 
     def apply(self, block: np.ndarray, state: Any, image: np.ndarray | None = None) -> np.ndarray:
         return watershed_instances(
             block,
             None if image is None else image.mean(axis=0),
             markers=self.markers,
-            min_distance=self.min_distance,
-            h=self.h,
+            min_distance=int(one(self, "min_distance")),
+            h=one(self, "h"),
             surface=self.surface,
             compactness=self.compactness,
             sampling=self.sampling,
