@@ -50,7 +50,7 @@ def run(
     from .workflow import Workflow
 
     flow = Workflow.from_yaml(workflow)  # validated before any cluster starts
-    flow.check_one_input()
+    flow.check_source()
     with connect(spec_from_options(scheduler, cluster_file)) as client:
         click.echo(f"cluster: {len(client.scheduler_info()['workers'])} workers")
         if client.dashboard_link:
@@ -69,15 +69,44 @@ def run(
 
 
 @cli.command()
-@click.argument("path")
+@click.argument("paths", nargs=-1, required=True)
 @click.option("--level", type=int, default=None, help="Pyramid level to describe.")
-def inspect(path: str, level: int | None) -> None:
-    """Show what segpipe reads from PATH: shape, dtype, axes, chunks, georeference, levels."""
+@click.option("--nodata", type=float, default=None, help="The value that means no data.")
+@click.option("--crs", default=None, help="Reproject onto this CRS, e.g. EPSG:32633.")
+@click.option("--resolution", default=None, help="Pixel size when reprojecting: 30 or 30,30.")
+@click.option("--resampling", default="nearest", show_default=True, help="When reprojecting.")
+@click.option("--assets", default=None, help="STAC assets that become the bands, e.g. B04,B08.")
+def inspect(
+    paths: tuple[str, ...],
+    level: int | None,
+    nodata: float | None,
+    crs: str | None,
+    resolution: str | None,
+    resampling: str,
+    assets: str | None,
+) -> None:
+    """Show what segpipe reads from PATHS: shape, dtype, axes, chunks, georeference,
+    levels; for several scenes (or a STAC source), the mosaic: each scene and its place."""
     from .io import open_image
+    from .io._raster import crs_name
 
-    image = open_image(path, level=level)
+    try:
+        size = [float(v) for v in resolution.split(",")] if resolution else None
+    except ValueError:
+        raise click.BadParameter(
+            f"{resolution!r} is not a number or x,y", param_hint="--resolution"
+        ) from None
+    image = open_image(
+        list(paths) if len(paths) > 1 else paths[0],
+        level=level,
+        nodata=nodata,
+        crs=crs,
+        resolution=size,
+        resampling=resampling,
+        assets=assets.split(",") if assets else None,
+    )
     rows = [
-        ("source", image.source or path),
+        ("source", image.source or paths[0]),
         ("shape", " x ".join(map(str, image.shape))),
         ("axes", image.axes),
         ("dtype", str(image.dtype)),
@@ -86,7 +115,7 @@ def inspect(path: str, level: int | None) -> None:
     ]
     rows += [(f"level {i}", " x ".join(map(str, shape))) for i, shape in enumerate(image.levels)]
     if image.crs is not None:
-        rows.append(("crs", _short_crs(image.crs)))
+        rows.append(("crs", crs_name(image.crs)))
     if image.transform is not None:
         rows.append(("transform", ", ".join(f"{v:g}" for v in list(image.transform)[:6])))
     if image.spacing is not None:
@@ -94,9 +123,42 @@ def inspect(path: str, level: int | None) -> None:
         rows.append(("spacing", " x ".join(f"{s:g}" for s in image.spacing) + unit))
     if image.nodata is not None:
         rows.append(("nodata", f"{image.nodata:g}"))
+    if image.mosaic is not None:
+        rows += _mosaic_rows(image)
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         click.echo(f"{name:<{width}}  {value}")
+
+
+def _mosaic_rows(image: Any) -> list[tuple[str, str]]:
+    """Each scene of a mosaic (its box of pixels on the grid, its CRS, how it is read),
+    and the footprint: the grid's bounds and the share of it the scenes cover."""
+    from .io._raster import crs_name
+
+    mosaic = image.mosaic
+    rows = []
+    for number, (scene, placed) in enumerate(zip(mosaic.scenes, mosaic.placements, strict=True)):
+        for part, where in zip(scene.parts, placed, strict=True):
+            how = f"reprojected ({mosaic.resampling})" if where.warped else "read as is"
+            name = scene.name if part.path == scene.name else f"{scene.name} {part.path}"
+            rows.append(
+                (
+                    f"scene {number + 1}",
+                    f"{name}: rows {where.rows[0]}-{where.rows[1]}, cols {where.cols[0]}-"
+                    f"{where.cols[1]}, {crs_name(part.crs)}, {how}",
+                )
+            )
+    left, top = image.transform.c, image.transform.f
+    right = left + image.shape[-1] * image.transform.a
+    bottom = top + image.shape[-2] * image.transform.e
+    rows.append(
+        (
+            "footprint",
+            f"x {left:g} to {right:g}, y {bottom:g} to {top:g}; "
+            f"{100 * mosaic.covered:.1f}% of the grid covered by the scenes' boxes",
+        )
+    )
+    return rows
 
 
 @cli.command()
@@ -139,24 +201,16 @@ def preview(
 
 def _run_source(output: str) -> tuple[str | None, list[int] | None]:
     """The source image and bands of the run that wrote a label zarr, if it says."""
-    import zarr
+    from .io._zarr import open_label_array
 
     record: Any
     try:
-        record = zarr.open_array(output, mode="r").attrs.get("segpipe", {})
+        record = open_label_array(output).attrs.get("segpipe", {})
     except Exception:  # not a label zarr: an OME-Zarr draws its own image, a GeoTIFF none
         return None, None
     source = record.get("workflow", {}).get("source", {})
     path = record.get("source", {}).get("path")
     return (path if path and Path(path).exists() else None), source.get("bands")
-
-
-def _short_crs(wkt: str) -> str:
-    from rasterio.crs import CRS
-
-    crs = CRS.from_wkt(wkt)
-    code = crs.to_epsg()
-    return f"EPSG:{code}" if code else wkt.split('"')[1] if '"' in wkt else wkt
 
 
 @cli.command()

@@ -76,9 +76,13 @@ def test_values_are_compared_in_the_image_dtype() -> None:
     values = np.array([[[65535, 65534, 3]]], dtype=np.uint16)  # 65535 != 65534 in float32 too
     result = MaskNodata(values=[65535]).apply(values, None)
     np.testing.assert_array_equal(result, np.array([[[np.nan, 65534, 3]]], dtype=np.float32))
-    floats = np.array([[[-9999.0, 0.1, 0.2]]])  # 0.1 as float64
+    floats = np.array([[[-9999.0, 0.1, 0.2]]])  # 0.1 as float64, kept as float64
     result = MaskNodata(values=[0.1, -9999]).apply(floats, None)
-    np.testing.assert_array_equal(result, np.array([[[np.nan, np.nan, 0.2]]], dtype=np.float32))
+    np.testing.assert_array_equal(result, np.array([[[np.nan, np.nan, 0.2]]]))
+    wide = np.array([[[2**31 - 1, 2**24 + 1, 7]]], dtype=np.int32)  # beyond float32's integers
+    result = MaskNodata(values=[7]).apply(wide, None)
+    assert result.dtype == np.float64
+    np.testing.assert_array_equal(result, [[[2**31 - 1, 2**24 + 1, np.nan]]])
 
 
 def test_3d_valid_range() -> None:
@@ -122,9 +126,9 @@ def test_otsu_after_mask_nodata_fits_the_valid_pixels(
     values, nodata = _band_with_nodata()
     steps = [MaskNodata(values=[255]), Threshold(method="otsu", foreground=foreground)]
     result, states, _ = run_chunked(values, chunks, steps)
-    valid = values[0].astype(np.float32)[~nodata]  # mask_nodata makes float32
+    valid = values[0][~nodata]  # fitted in the image's own type: the exact histogram
     assert states[1] == threshold_otsu(valid)
-    assert states[1] != threshold_otsu(values[0].astype(np.float32))  # 255 would move it
+    assert states[1] != threshold_otsu(values[0])  # 255 would move it
     assert not result[nodata].any()
     kept = values[0] > states[1] if foreground == "above" else values[0] <= states[1]
     np.testing.assert_array_equal(result, kept & ~nodata)
@@ -136,7 +140,7 @@ def test_multi_otsu_after_mask_nodata_fits_the_valid_pixels_and_gives_them_class
 ) -> None:
     values, nodata = _band_with_nodata()
     result, states, _ = run_chunked(values, chunks, [MaskNodata(values=[255]), MultiOtsu()])
-    expected = threshold_multiotsu(values[0].astype(np.float32)[~nodata], classes=3)
+    expected = threshold_multiotsu(values[0][~nodata], classes=3)  # in the image's own type
     np.testing.assert_array_equal(states[1], expected)
     np.testing.assert_array_equal(result[nodata], 0)
     np.testing.assert_array_equal(result[~nodata], np.digitize(values[0][~nodata], expected) + 1)

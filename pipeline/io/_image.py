@@ -42,6 +42,9 @@ class Image:
         Where the image was read from.
     level, levels
         The pyramid level read, and the shapes of every level the source holds.
+    mosaic
+        For an image put together from many scenes, what they are and where each
+        lies (a :class:`~pipeline.io._mosaic.MosaicInfo`); ``None`` otherwise.
     """
 
     data: da.Array
@@ -55,6 +58,7 @@ class Image:
     source: str | None = None
     level: int = 0
     levels: tuple[tuple[int, ...], ...] = ()
+    mosaic: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.axes not in AXES:

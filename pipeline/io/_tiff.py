@@ -8,7 +8,6 @@ the graph, only the path and the region to read.
 
 from __future__ import annotations
 
-import math
 import re
 import struct
 from collections.abc import Iterable, Sequence
@@ -145,17 +144,6 @@ def _check_directories(path: str, tif: Any) -> None:
     )
 
 
-def round_up_to_tiles(sizes: Sequence[int], tiles: Sequence[int]) -> tuple[int, ...]:
-    """Each chunk size rounded up to a whole number of tiles.
-
-    Examples
-    --------
-    >>> round_up_to_tiles((100, 64, 1), (64, 64, 1))
-    (128, 64, 1)
-    """
-    return tuple(math.ceil(size / tile) * tile for size, tile in zip(sizes, tiles, strict=True))
-
-
 def read_tiff(
     path: str, *, level: int | None, bands: Sequence[int] | None, chunks: Chunks
 ) -> Image:
@@ -170,8 +158,9 @@ def read_tiff(
     bands
         Channels (samples) to keep, counted from 1; default all.
     chunks
-        One chunk size for every spatial axis or one per spatial axis, rounded
-        up to whole tiles; default one tile (1024 for a striped 2D image, 256
+        One chunk size for every spatial axis or one per spatial axis, as given
+        (a chunk that cuts tiles reads the tiles on its edges, which its
+        neighbour reads too); default one tile (1024 for a striped 2D image, 256
         for a striped volume), the same along z as along y.
 
     Returns
@@ -275,9 +264,8 @@ def _chunks(
     native: tuple[int, ...],
     page: Any,
 ) -> tuple[int, ...]:
-    """Chunk sizes in segpipe axis order: ``chunks`` validated, rounded up to tiles."""
+    """Chunk sizes in segpipe axis order: ``chunks`` validated, else one tile."""
     tiled = bool(page.is_tiled)
-    tile = [native[i] if tiled and axis in "yx" else 1 for i, axis in enumerate(axes)]
     if tiled:
         edge = min(native[axes.index("y")], native[axes.index("x")])
         spatial = {"z": edge, "y": native[axes.index("y")], "x": native[axes.index("x")]}
@@ -286,10 +274,9 @@ def _chunks(
         spatial = {"z": edge, "y": edge, "x": edge}
     default = [shape[i] if axis == "c" else spatial[axis] for i, axis in enumerate(axes)]
     try:
-        sizes = spatial_chunks(chunks, axes, default)
+        return spatial_chunks(chunks, axes, default)
     except InputValueError as err:
         raise InputValueError(f"{path}: {err}") from None
-    return round_up_to_tiles(sizes, tile)
 
 
 def _spacing(tif: Any, series: Any, level: int, axes: str) -> tuple[float, ...] | None:

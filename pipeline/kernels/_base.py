@@ -19,7 +19,9 @@ A step is a small frozen pydantic model: its fields are its parameters
   block is the mask, spatial axes only (a ``uses_image`` step also gets the
   last image block, band axis first, as ``apply(block, state, image=...)``;
   a ``uses_origin`` step gets where the block's first pixel lies in the image,
-  halo included, as ``origin=(row, col)``);
+  halo included, as ``origin=(row, col)``; a ``uses_valid`` step gets which
+  pixels of the block hold data, spatial axes only, halo included, as
+  ``valid=`` (``None`` when the image has no nodata value and is not float));
   post-processing steps take ``("labels",)``;
 - ``output``: what it makes, ``"image"``, ``"mask"``, ``"classes"``,
   ``"instances"`` or ``"labels"``;
@@ -44,6 +46,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationInfo
 
 from ..errors import InputValueError
+from ._units import in_pixels
 
 Output = Literal["image", "mask", "classes", "instances", "labels"]
 
@@ -93,6 +96,11 @@ class Step(BaseModel):
     accepts: ClassVar[tuple[Output, ...]] = ("image",)
     uses_image: ClassVar[bool] = False
     uses_origin: ClassVar[bool] = False
+    uses_valid: ClassVar[bool] = False
+    # The fit depends on the pixels' values only, not on their type (a histogram):
+    # after steps that only mark nodata (see keeps) it fits the image in its own
+    # type with the marked pixels left out, so an integer histogram stays exact.
+    fits_values: ClassVar[bool] = False
     # Each output pixel is a few operations on the same pixel's values (with no
     # halo): a chunk is cheaper to compute again than to write and read back.
     pointwise: ClassVar[bool] = False
@@ -114,6 +122,13 @@ class Step(BaseModel):
         """The per-chunk work."""
         raise NotImplementedError
 
+    def keeps(self, data: da.Array) -> da.Array | None:
+        """For a step that only marks pixels as holding no data: where it leaves data,
+        over the spatial axes (lazy). Global fits after such steps then run on the
+        image itself, in its own type, with these pixels left out. ``None`` (the
+        default) for every step that computes new values."""
+        return None
+
     def select(self, labels: da.Array, num: int, state: Any) -> tuple[da.Array, int]:
         """For a per-chunk step, work on the stitched labels it led to (keeping the
         objects that hold a seed, say): new labels and object count. Most keep all."""
@@ -124,8 +139,12 @@ class Step(BaseModel):
         raise NotImplementedError(f"{self.name} is not a label post-processing step")
 
     def on_grid(self, grid: Grid) -> Step:
-        """This step with its parameters in pixels of ``grid`` (most already are)."""
-        return self
+        """This step with its parameters in pixels of ``grid``: every size given as a
+        quantity (``"1 mm"``, ``"20 um2"``) converted with the grid's spacing (see
+        :mod:`pipeline.kernels._units`); the step itself when it has none. A step
+        with other parameters in world terms overrides this and calls
+        ``super().on_grid(grid)`` first."""
+        return in_pixels(self, grid)
 
     def describe(self) -> str:
         """``name(param=value, ...)``, as messages and run records show the step."""

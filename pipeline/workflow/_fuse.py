@@ -52,14 +52,21 @@ def check_chunks(
 
 
 def map_steps(
-    data: da.Array, steps: Sequence[Step], states: Sequence[Any], halo: tuple[int, ...]
+    data: da.Array,
+    steps: Sequence[Step],
+    states: Sequence[Any],
+    halo: tuple[int, ...],
+    valid: da.Array | None = None,
 ) -> da.Array:
     """Apply ``steps`` chunk by chunk to ``data`` (band axis first) in one fused map.
 
     The result has no band axis when the last step makes a mask, classes or
     instances. Instances keep the halo (blocks of chunk + 2 * halo per axis),
     since they are stitched by matching ids there; everything else is trimmed
-    to the chunks of ``data``.
+    to the chunks of ``data``. ``valid`` (spatial axes: where the image holds
+    data) is mapped beside ``data`` with the same halo, padded the same way,
+    for the steps that declare ``uses_valid``; they get ``valid=None`` when it
+    is ``None``.
     """
     kind = steps[-1].output
     spatial = kind in (*SEGMENTS, "instances")  # one value per pixel: no band axis
@@ -70,8 +77,9 @@ def map_steps(
 
     starts = [np.cumsum((0, *sizes[:-1])) for sizes in data.chunks[1:]]
 
-    def run(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+    def run(block: np.ndarray, *masks: np.ndarray, block_info: dict | None = None) -> np.ndarray:
         image = block
+        validity = masks[0][0] if masks else None  # the mask's band axis is 1 long
         where = block_info[0]["chunk-location"][1:] if block_info else (0,) * len(halo)
         # Where the padded block's first pixel lies in the image (negative in the halo
         # before the image's first pixel).
@@ -80,6 +88,8 @@ def map_steps(
             extra: dict[str, Any] = {"image": image} if step.uses_image else {}
             if step.uses_origin:
                 extra["origin"] = origin
+            if step.uses_valid:
+                extra["valid"] = validity
             try:
                 block = step.apply(block, state, **extra)
             except Exception as error:
@@ -97,9 +107,12 @@ def map_steps(
         tuple(size + 2 * h for size in sizes)
         for sizes, h in zip(data.chunks[1:], halo, strict=True)
     ]
+    arrays = [data]
+    if valid is not None and any(step.uses_valid for step in steps):
+        arrays.append(valid[None].rechunk(((1,), *data.chunks[1:])))
     mapped = da.map_overlap(
         run,
-        data,
+        *arrays,
         depth=depth,
         boundary="reflect",
         trim=kind != "instances",
@@ -122,12 +135,28 @@ def _in_chunk(
 
 
 def fit_steps(data: da.Array, steps: Sequence[Step], valid: da.Array | None) -> list[Any]:
-    """Each step's global statistics, fitted on the output of the steps before it."""
+    """Each step's global statistics, fitted on the output of the steps before it.
+
+    A step that ``fits_values`` (a histogram: thresholds, multi_otsu) after
+    steps that only mark pixels as nodata (``mask_nodata``) fits the image
+    itself, in its own type, with the marked pixels left out, so an integer
+    image keeps its exact histogram. Every other fit sees the image as the map
+    gives it, ``valid`` mapped beside it.
+    """
     states: list[Any] = []
     for index, step in enumerate(steps):
         before = steps[:index]
+        marks = [s.keeps(data) for s in before] if step.fits_values and before else [None]
+        if all(mark is not None for mark in marks):
+            where = valid
+            for mark in marks:
+                where = mark if where is None else where & mark
+            states.append(step.fit(data, where))
+            continue
         upstream = (
-            map_steps(data, before, states, total_halo(before, data.ndim - 1)) if before else data
+            map_steps(data, before, states, total_halo(before, data.ndim - 1), valid)
+            if before
+            else data
         )
         states.append(step.fit(upstream, valid))
     return states

@@ -15,11 +15,13 @@ import dask.array as da
 import numpy as np
 
 from ..errors import OutputExistsError
-from ..io import open_image, write_cog, write_labels_zarr, write_ome_zarr
+from ..io import Image, open_image, write_cog, write_labels_zarr, write_ome_zarr
 from ..io._chunks import Written
-from ..io._zarr import write_labels_zarr_resumable
+from ..io._remote import is_url
+from ..io._zarr import open_label_array, write_labels_zarr_resumable
 from ..kernels import Step
 from ..kernels._postprocess import classes_of_objects, drop_invalid
+from ..kernels._units import conversions
 from ..measure._sizes import SizeCounts
 from ..report._preview import preview_pixels
 from ..stitch._instances import stitch_instances_recorded
@@ -40,8 +42,9 @@ class RunResult:
     ----------
     labels
         The stitched labels, read lazily from the written label zarr (or the
-        OME-Zarr or GeoTIFF when no label zarr was asked for; ``None`` when
-        only a table or polygons were).
+        OME-Zarr's label image or the GeoTIFF when no label zarr was asked for;
+        ``None`` when only a table or polygons were). :meth:`labels_xarray`
+        gives them as an xarray DataArray.
     num
         Number of objects.
     outputs
@@ -54,6 +57,25 @@ class RunResult:
     num: int
     outputs: dict[str, Path]
     record: dict[str, Any] = field(repr=False)
+
+    def labels_xarray(self) -> Any:
+        """The labels as an ``xarray.DataArray``, read lazily from the written output.
+
+        From a label zarr, the data variable as ``xarray.open_zarr`` gives it,
+        with its attributes; from an OME-Zarr or GeoTIFF, the labels with the
+        same coordinates. A georeferenced one has ``x`` / ``y`` at pixel centres
+        and a CF grid mapping: rioxarray's ``.rio.crs`` and ``.rio.transform()``
+        are the source's. ``None`` when only a table or polygons were written.
+        """
+        source = _labels_source(self.outputs)
+        if source is None:
+            return None
+        from ..io._xarray import open_labels_xarray, to_xarray
+
+        if "labels" in self.outputs:
+            return open_labels_xarray(source)
+        found = to_xarray(open_image(source))
+        return found.squeeze("band", drop=True) if "band" in found.dims else found
 
 
 def run_spec(
@@ -101,6 +123,32 @@ def run_spec(
     return RunResult(labels=_written_labels(written), num=num, outputs=written, record=record)
 
 
+def open_source(
+    spec: WorkflowSpec, base: Path
+) -> tuple[Image, WorkflowSpec, da.Array, tuple[int, ...]]:
+    """Open the source (metadata only) and put the steps on its grid: the image, the
+    workflow in pixels, the data (band axis first, one chunk size per axis) and the
+    halo, every chunk checked against it.
+
+    Raises
+    ------
+    PipelineError
+        What the source or the steps' world-unit parameters get wrong: a path or
+        URL that cannot be read, scenes that do not share a grid, a size in mm on
+        an image without spacing, an annotation outside the image, chunks smaller
+        than the halo.
+    """
+    image = spec.source.open(base, spec.chunks)
+    spec = spec.on_grid(grid_of(image))
+    data = image.data if image.axes.startswith("c") else image.data[None]
+    # One chunk size per axis: the chunks are the zarr chunks of every pass's records.
+    data = data.rechunk(tuple(sizes[0] for sizes in data.chunks))
+    mapped = spec.stages()[0]
+    halo = total_halo(mapped, data.ndim - 1)
+    check_chunks(data, mapped, halo, str(image.source))
+    return image, spec, data, halo
+
+
 def _run(
     spec: WorkflowSpec,
     base: Path,
@@ -117,20 +165,9 @@ def _run(
     given = spec  # as written: its sizes may be in world units
 
     with timer.stage("open"):
-        image = open_image(
-            str(resolve_path(base, spec.source.path)),
-            level=spec.source.level,
-            bands=spec.source.bands,
-            chunks=spec.chunks,
-        )
-    spec = spec.on_grid(grid_of(image))
-    data = image.data if image.axes.startswith("c") else image.data[None]
-    # One chunk size per axis: the chunks are the zarr chunks of every pass's records.
-    data = data.rechunk(tuple(sizes[0] for sizes in data.chunks))
-    run_key = _run_key(given, image.source)
+        image, spec, data, halo = open_source(spec, base)
+    run_key = _run_key(given, base)
     mapped, joiner, after = spec.stages()
-    halo = total_halo(mapped, data.ndim - 1)
-    check_chunks(data, mapped, halo, str(image.source))
     say(f"image {image.shape} {image.dtype} in chunks {image.data.chunksize}, halo {halo}")
 
     recording = Recording(
@@ -150,7 +187,7 @@ def _run(
         if state is not None:
             say(f"fitted {step.describe()}: {state}")
 
-    segments = map_steps(data, mapped, states, halo)
+    segments = map_steps(data, mapped, states, halo, image.valid)
     kind = mapped[-1].output
     counted: tuple[da.Array, SizeCounts] | None = None  # sizes known before the write
     if kind == "instances":
@@ -194,11 +231,14 @@ def _run(
     record: dict[str, Any] = {
         "workflow": json.loads(given.model_dump_json(serialize_as_any=True, by_alias=True)),
         "steps": [step.describe() for step in spec.steps],
+        "units": conversions(given.steps, spec.steps),  # sizes given in units, in pixels
         "fitted": {step.describe(): _jsonable(s) for step, s in zip(mapped, states, strict=True)},
         "source": {
             "path": str(image.source),
             "shape": list(image.shape),
             "dtype": str(image.dtype),
+            "nodata": image.nodata,
+            **({"scenes": [scene.name for scene in image.mosaic.scenes]} if image.mosaic else {}),
         },
         "chunks": list(image.data.chunksize),
         "halo": list(halo),
@@ -247,6 +287,7 @@ def _run(
                 attributes={**georeference(image), "segpipe": record},
                 overwrite=True,
                 progress=progress,
+                name="classes",
             )
     answers = write_answers(labels_path, labels.shape, image, outputs, sampled, timer)
     written.update(answers)
@@ -289,18 +330,34 @@ def _write(
     if "ome_zarr" in outputs:
         with timer.stage("write ome-zarr"):
             written["ome_zarr"] = write_ome_zarr(
-                da.from_zarr(str(labels_path)), image, outputs["ome_zarr"], overwrite=True
+                da.from_zarr(open_label_array(labels_path)),
+                image,
+                outputs["ome_zarr"],
+                overwrite=True,
             )
     return written, chunks
 
 
 def _written_labels(written: dict[str, Path]) -> da.Array | None:
     """The labels, read lazily from the first written raster output that holds them."""
+    source = _labels_source(written)
+    if source is None:
+        return None
     if "labels" in written:
-        return da.from_zarr(str(written["labels"]))
-    for kind in ("ome_zarr", "geotiff"):
-        if kind in written:
-            return open_image(str(written[kind])).data
+        return da.from_zarr(open_label_array(source))
+    image = open_image(source)
+    return image.data[0] if image.axes.startswith("c") else image.data
+
+
+def _labels_source(written: dict[str, Path]) -> str | None:
+    """Where the labels are read back from: the label zarr, else the OME-Zarr's label
+    image (``labels/labels`` in it), else the GeoTIFF (its one band)."""
+    if "labels" in written:
+        return str(written["labels"])
+    if "ome_zarr" in written:
+        return f"{written['ome_zarr']}/labels/labels"
+    if "geotiff" in written:
+        return str(written["geotiff"])
     return None
 
 
@@ -339,15 +396,17 @@ def _counts(written: Written) -> dict[str, int]:
     return {"total": written.total, "written": written.written, "skipped": written.skipped}
 
 
-def _run_key(spec: WorkflowSpec, source: Any) -> str:
+def _run_key(spec: WorkflowSpec, base: Path) -> str:
     """A digest of the workflow and its input: a run to resume must have the same."""
     digest = hashlib.sha256(spec.model_dump_json(serialize_as_any=True, by_alias=True).encode())
-    path = Path(str(source))
-    if path.exists():
-        stat = path.stat()
-        digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    else:
-        digest.update(str(source).encode())
+    paths = spec.source.resolved(base)
+    for source in paths if isinstance(paths, list) else [paths]:
+        path = Path(source)
+        if not is_url(source) and path.exists():
+            stat = path.stat()
+            digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        else:
+            digest.update(source.encode())
     return digest.hexdigest()[:16]
 
 

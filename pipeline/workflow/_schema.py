@@ -18,20 +18,11 @@ from pydantic import (
 from .._yaml import read_yaml
 from ..errors import InputValueError
 from ..kernels import Grid, Label, Step, step_class
+from ._source import Source
 
 
 class WorkflowError(InputValueError):
     """A workflow file or object is not valid; the message names the file and the field."""
-
-
-class Source(BaseModel):
-    """Where the image comes from: ``path`` plus the pyramid ``level`` and ``bands``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    path: str
-    level: int | None = Field(default=None, ge=0)
-    bands: list[int] | None = Field(default=None, min_length=1)
 
 
 OUTPUT_FORMATS = {
@@ -88,7 +79,11 @@ class WorkflowSpec(BaseModel):
     @field_validator("source", mode="before")
     @classmethod
     def _source_from_path(cls, value: Any) -> Any:
-        return {"path": str(value)} if isinstance(value, str | Path) else value
+        if isinstance(value, str | Path):
+            return {"path": str(value)}
+        if isinstance(value, list | tuple):  # the scenes of a mosaic
+            return {"path": [str(item) if isinstance(item, Path) else item for item in value]}
+        return value
 
     @field_validator("output", mode="before")
     @classmethod

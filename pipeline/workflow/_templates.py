@@ -56,9 +56,8 @@ def placeholders(template: str) -> list[str]:
 
 def is_templated(spec: WorkflowSpec) -> bool:
     """Whether ``spec`` needs an input to run: a pattern source or placeholders in outputs."""
-    return is_pattern(spec.source.path) or any(
-        placeholders(path) for path in spec.output.paths().values()
-    )
+    pattern = isinstance(spec.source.path, str) and is_pattern(spec.source.path)
+    return pattern or any(placeholders(path) for path in spec.output.paths().values())
 
 
 def check_templates(spec: WorkflowSpec, origin: str, *, pattern: bool) -> None:

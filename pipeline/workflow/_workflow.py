@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..kernels import Step
-from ._run import RunResult, resolve_path, run_spec
+from ._run import RunResult, open_source, resolve_path, run_spec
 from ._schema import WorkflowError, WorkflowSpec, read_spec, validate_spec
 from ._templates import for_input, is_templated
 
@@ -18,7 +18,9 @@ class Workflow:
     Parameters
     ----------
     source
-        A path, or ``{"path": ..., "level": ..., "bands": [...]}``.
+        A path or URL, a list of scenes (a mosaic), or ``{"path": ..., "level":
+        ..., "bands": [...], "nodata": ..., "crs": ..., "resolution": ...,
+        "resampling": ..., "assets": [...]}`` (see :class:`~pipeline.workflow._source.Source`).
     steps
         Step objects or ``{"name": {params}}`` mappings, as in YAML: image steps,
         one mask or class step (e.g. ``threshold``) and ``label``, or a mask and an
@@ -84,8 +86,21 @@ class Workflow:
         return is_templated(self.spec)
 
     def source_path(self) -> str:
-        """The source path or pattern, taken from the workflow's folder when relative."""
-        return str(resolve_path(self.base, self.spec.source.path))
+        """The source path or pattern, taken from the workflow's folder when relative.
+
+        Raises
+        ------
+        WorkflowError
+            The source is a list of scenes (a mosaic), which has no one path.
+        """
+        path = self.spec.source.resolved(self.base)
+        if isinstance(path, list):
+            raise WorkflowError(
+                f"source.path is a list of {len(path)} scenes; a workflow that is scheduled "
+                "or given inputs one by one reads one path: name the scenes in a STAC "
+                "ItemCollection (.json) or a GDAL VRT and give its path"
+            )
+        return path
 
     def output_paths(self) -> dict[str, Path]:
         """Output kind to path, taken from the workflow's folder when relative."""
@@ -107,6 +122,21 @@ class Workflow:
                 "run it from a schedule (segpipe schedule add WORKFLOW --watch PATTERN), "
                 "or for one file with Workflow.for_input(path)"
             )
+
+    def check_source(self) -> None:
+        """Open the source (metadata only) and put the steps on its grid, so that what
+        they get wrong fails now, before any cluster starts: a path or URL that
+        cannot be read, scenes that do not share a grid, a size in mm on an image
+        without spacing, an annotation outside the image, chunks smaller than the
+        halo.
+
+        Raises
+        ------
+        PipelineError
+            The message names the file or URL, the field and the fix.
+        """
+        self.check_one_input()
+        open_source(self.spec, self.base)
 
     def for_input(
         self, path: str | Path, *, when: datetime | None = None, run: str = "0"
@@ -160,6 +190,8 @@ class Workflow:
             cluster (a lost worker does not count).
         """
         self.check_one_input()
+        if client is None:
+            self.check_source()  # before the embedded cluster starts
         options = {
             "overwrite": overwrite,
             "log": log,
