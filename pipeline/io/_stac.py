@@ -7,7 +7,7 @@ import posixpath
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import InputValueError, ReadError, UnsupportedInputError
 from ._mosaic import Scene, describe_parts
@@ -121,9 +121,19 @@ def _asset_keys(item: Any, assets: Sequence[str] | None, path: str) -> list[str]
 
 
 def _absolute(href: str, document: str) -> str:
-    """An asset's href, taken from the document's folder when relative."""
+    """An asset's href, taken from the document's folder when relative.
+
+    Examples
+    --------
+    >>> _absolute("../b/B5.tif", "s3://scenes/stac/a/items.json")
+    's3://scenes/stac/b/B5.tif'
+    """
     if is_url(href) or posixpath.isabs(href):
         return href
-    if is_url(document):
-        return urljoin(document, href)
+    if is_url(document):  # urljoin knows http's hierarchy, not s3's or gs's
+        parts = urlsplit(document)
+        folder = posixpath.dirname(parts.path)
+        return urlunsplit(
+            (parts.scheme, parts.netloc, posixpath.normpath(posixpath.join(folder, href)), "", "")
+        )
     return str((Path(document).resolve().parent / href).resolve())
