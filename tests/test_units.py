@@ -39,7 +39,7 @@ from pipeline.kernels import (
 from pipeline.workflow import Workflow, WorkflowError
 from pipeline.workflow._record import grid_of
 from pipeline.workflow._run import run_spec
-from tests.conftest import WORKFLOW_DATA, assert_same_partition
+from tests.conftest import WORKFLOW_DATA, NoClient, assert_same_partition
 from tests.test_kernels_preprocess import run_chunked
 
 ANISOTROPIC = Grid(shape=(24, 40, 40), spacing=(0.5, 1.0, 1.0), units="mm", source="scan.nii.gz")
@@ -294,21 +294,8 @@ def _raster(path: Path, crs: str, resolution: float) -> Path:
 def _refused_before_work(flow: Workflow, tmp_path: Path, match: str) -> None:
     """The run fails when the image is opened, before any graph: no client is needed."""
     with pytest.raises(InputValueError, match=match):
-        flow.run(client=_NoClient())
+        flow.run(client=NoClient())
     assert not any(tmp_path.glob("*.zarr"))
-
-
-class _NoClient:
-    """Stands where a client goes: a run that touches it fails."""
-
-    def as_current(self) -> _NoClient:
-        return self
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def test_a_unit_on_an_image_without_spacing_is_refused_before_work(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pipeline.data import sample_path
 from pipeline.io._zarr import open_label_array
 from pipeline.kernels import Threshold
 from pipeline.workflow import Workflow, WorkflowError
-from tests.conftest import SEGPIPE, assert_same_partition
+from tests.conftest import SEGPIPE, NoClient, assert_same_partition
 
 LANDSAT = sample_path("L7_ETMs.tif")
 NUCLEI = sample_path("nuclei.tif")
@@ -156,7 +156,7 @@ def test_chunks_smaller_than_the_halo_are_refused_before_work(tmp_path: Path) ->
         chunks=[10, 16, 16],
     )
     with pytest.raises(pipeline.InputValueError, match=r"halo 20 needed by gaussian\(sigma=5\.0\)"):
-        flow.run(client=_no_client())
+        flow.run(client=NoClient())
     assert not (tmp_path / "x.zarr").exists()
 
 
@@ -170,7 +170,7 @@ def test_an_image_thinner_than_the_halo_is_refused_before_work(tmp_path: Path, s
     with pytest.raises(
         pipeline.InputValueError, match=r"60 pixels along z, fewer than the halo (80|100) needed by"
     ):
-        flow.run(client=_no_client())
+        flow.run(client=NoClient())
     assert not (tmp_path / "x.zarr").exists()
 
 
@@ -180,24 +180,7 @@ def test_existing_output_is_refused_before_work(tmp_path: Path) -> None:
         source=str(NUCLEI), steps=["threshold", "label"], output=str(tmp_path / "x.zarr")
     )
     with pytest.raises(pipeline.OutputExistsError, match="--overwrite"):
-        flow.run(client=_no_client())
-
-
-class _NoClient:
-    """Stands where a client goes: these runs must fail validation before any work."""
-
-    def as_current(self) -> _NoClient:
-        return self
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _no_client() -> object:
-    return _NoClient()
+        flow.run(client=NoClient())
 
 
 @pytest.mark.cluster
